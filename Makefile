@@ -1,0 +1,31 @@
+# `make demo` and `make test` work on a fresh clone: they create .venv with Python 3.12 when missing.
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || echo python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: demo test bench-deps bench package clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml requirements.txt requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -e .
+	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fanin demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench-deps: $(BENCH_STAMP)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

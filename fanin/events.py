@@ -1,0 +1,164 @@
+"""The records the engine hands out (events, per-source errors, the summary) and their
+orjson serialisation. Field names are the DESIGN.md contract: tools, the CLI and users
+parse them, so never rename one."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+__all__ = ["Event", "SourceError", "SourceReport", "Summary", "iso_utc", "dumps", "to_dict"]
+
+
+def iso_utc(epoch_seconds: float) -> str:
+    """UTC ISO-8601 with microseconds and a trailing Z, e.g. 2026-11-23T12:00:00.123456Z."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _WallClock:
+    """Formats wall-clock stamps, reusing the formatted second so a busy stream does not
+    pay for a datetime per event (only the microseconds change within one second)."""
+
+    __slots__ = ("_second", "_prefix")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, epoch_ns: int) -> str:
+        second, rest = divmod(epoch_ns, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        return f"{self._prefix}{rest // 1000:06d}Z"
+
+
+_clock = _WallClock()
+
+
+def format_wall_ns(epoch_ns: int) -> str:
+    return _clock.format(epoch_ns)
+
+
+@dataclass(slots=True)
+class Event:
+    """One dispatched SSE event, stamped on arrival and tagged with its source."""
+
+    source: int
+    url: str
+    event_type: str
+    data: str
+    event_id: str
+    arrival_ns: int  # time.monotonic_ns() when the network read that carried it returned
+    wall_ns: int  # time.time_ns() at the same moment
+    event_number: int = 0  # set by the merger: 1.. in merged order
+    late: bool = False  # event-time order only: arrived after a later-timestamped event left
+    own_id: bool = False  # the event's own block carried an `id:` line (de-duplication keys on it)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "type": "event",
+            "event_number": self.event_number,
+            "source": self.source,
+            "url": self.url,
+            "event_type": self.event_type,
+            "data": self.data,
+            "event_id": self.event_id,
+            "timestamp": format_wall_ns(self.wall_ns),
+        }
+        if self.late:
+            d["late"] = True
+        return d
+
+
+@dataclass(slots=True)
+class SourceError:
+    """A source that failed for good (after retries), reported as it happens."""
+
+    source: int
+    url: str
+    error: str
+    wall_ns: int = field(default_factory=time.time_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "status": "failed",
+            "source": self.source,
+            "url": self.url,
+            "error": self.error,
+            "timestamp": format_wall_ns(self.wall_ns),
+        }
+
+
+@dataclass(slots=True)
+class SourceReport:
+    """Per-source outcome in the summary. status: completed | failed | stopped."""
+
+    source: int
+    url: str
+    status: str = "pending"
+    events: int = 0
+    reconnects: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "url": self.url,
+            "status": self.status,
+            "events": self.events,
+            "reconnects": self.reconnects,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class Summary:
+    status: str  # completed | partial | failed
+    total_events: int
+    connection_duration: float  # seconds, 3 decimals
+    sources: list[SourceReport]
+    stopped_by: str | None = None  # max_events | max_duration | stop_on | None
+    wall_ns: int = field(default_factory=time.time_ns)
+
+    @property
+    def text(self) -> str:
+        failed = sum(1 for s in self.sources if s.status == "failed")
+        n = len(self.sources)
+        parts = [
+            f"{self.status}: {self.total_events} events from {n} source{'s' if n != 1 else ''}"
+            f" in {self.connection_duration:.1f}s"
+        ]
+        if failed:
+            parts.append(f"{failed} failed")
+        if self.stopped_by:
+            parts.append(f"stopped by {self.stopped_by}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": "summary",
+            "status": self.status,
+            "total_events": self.total_events,
+            "connection_duration": self.connection_duration,
+            "sources": [s.to_dict() for s in self.sources],
+            "summary": self.text,
+            "timestamp": format_wall_ns(self.wall_ns),
+        }
+        if self.stopped_by:
+            d["stopped_by"] = self.stopped_by
+        return d
+
+
+def to_dict(record: Event | SourceError | Summary) -> dict[str, Any]:
+    return record.to_dict()
+
+
+def dumps(record: Event | SourceError | Summary) -> bytes:
+    """One NDJSON line (with the trailing newline)."""
+    return orjson.dumps(record.to_dict(), option=orjson.OPT_APPEND_NEWLINE)

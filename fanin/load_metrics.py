@@ -1,0 +1,161 @@
+"""Counters and HDR histograms for `fanin load`, cheap to record and mergeable across workers.
+
+Recording goes through `Recorder`: the hot path only appends an int to a list; once a
+second (and at the end) `flush()` folds the pending values into the HDR histogram, counting
+repeated values once. That keeps the client from becoming the bottleneck it is measuring.
+Workers ship `snapshot()` dicts (counters + hdrhistogram's compressed encoding) to the parent,
+which rebuilds one `LoadMetrics` with `LoadMetrics.merge`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+__all__ = ["HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram"]
+
+# Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
+HIGHEST_US = 3_600_000_000
+HISTOGRAMS = ("connect", "ttfe", "gap", "latency", "lag")
+COUNTERS = (
+    "connections_opened",  # responses accepted (200 + text/event-stream)
+    "connections_failed",  # attempts that failed before the stream opened
+    "stream_errors",  # failures after the stream opened (truncated, idle, network)
+    "reconnects",  # reconnect attempts made by the engine
+    "streams_completed",  # streams that ended cleanly (the slot then opens a new one)
+    "streams_failed",  # streams the engine gave up on (retries exhausted or not retryable)
+    "events",
+    "bytes",
+    "latency_missing",  # events without a usable --latency-field value
+    "latency_negative",  # send timestamp after arrival (clock skew); recorded as 0
+)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, HIGHEST_US, 3)
+
+
+class Recorder:
+    """An HDR histogram fed in bulk: `pending.append(us)` in the hot path, `flush()` later."""
+
+    __slots__ = ("hist", "pending", "zeros", "_mask", "_unit", "_half_mag", "_half", "_base")
+
+    def __init__(self, hist: HdrHistogram | None = None) -> None:
+        self.hist = hist if hist is not None else new_histogram()
+        self.pending: list[int] = []  # the hot path may keep a reference: flush() empties it in place
+        self.zeros = 0  # a cheap way to record many zeros (events that arrived in the same read)
+        h = self.hist
+        self._mask = h.sub_bucket_mask
+        self._unit = h.unit_magnitude
+        self._half_mag = h.sub_bucket_half_count_magnitude
+        self._half = h.sub_bucket_half_count
+        self._base = h.unit_magnitude + h.sub_bucket_half_count_magnitude + 1
+
+    def record(self, value_us: int, count: int = 1) -> None:
+        """Record now (for rare values such as connect times, or many equal values at once)."""
+        self.hist.record_value(min(max(int(value_us), 0), HIGHEST_US), count)
+
+    def flush(self) -> None:
+        """Fold pending values into the histogram: one index computation per distinct value."""
+        if self.zeros:
+            self.hist.record_value(0, self.zeros)
+            self.zeros = 0
+        if not self.pending:
+            return
+        pending = self.pending.copy()
+        self.pending.clear()
+        h = self.hist
+        counts = h.counts
+        mask, unit, half_mag, half, base = self._mask, self._unit, self._half_mag, self._half, self._base
+        low = high = None
+        total = 0
+        for value, n in Counter(pending).items():
+            if value < 0:
+                value = 0
+            elif value > HIGHEST_US:
+                value = HIGHEST_US
+            bucket = (value | mask).bit_length() - base
+            counts[((bucket + 1) << half_mag) + (value >> (bucket + unit)) - half] += n
+            total += n
+            if low is None or value < low:
+                low = value
+            if high is None or value > high:
+                high = value
+        h.total_count += total
+        h.min_value = min(h.min_value, low)
+        h.max_value = max(h.max_value, high)
+
+    @property
+    def count(self) -> int:
+        return self.hist.get_total_count() + len(self.pending) + self.zeros
+
+    def summary_ms(self) -> dict[str, float | int]:
+        """count, mean and p50/p90/p95/p99/max in milliseconds (3 decimals)."""
+        self.flush()
+        h = self.hist
+        n = h.get_total_count()
+        out: dict[str, float | int] = {"count": n}
+        if not n:
+            for key in ("mean", "p50", "p90", "p95", "p99", "max"):
+                out[key] = None  # type: ignore[assignment]
+            return out
+        out["mean"] = round(h.get_mean_value() / 1000, 3)
+        for p in (50, 90, 95, 99):
+            out[f"p{p}"] = round(h.get_value_at_percentile(p) / 1000, 3)
+        out["max"] = round(h.get_max_value() / 1000, 3)
+        return out
+
+    def percentile_ms(self, p: float) -> float | None:
+        self.flush()
+        if not self.hist.get_total_count():
+            return None
+        return self.hist.get_value_at_percentile(p) / 1000
+
+
+class LoadMetrics:
+    """Everything one load run measures (one process, or the merge of several)."""
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+        self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
+        self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
+        self.hist: dict[str, Recorder] = {name: Recorder() for name in HISTOGRAMS}
+        self.active = 0  # streams open right now
+        self.peak_active = 0
+
+    def flush(self) -> None:
+        for rec in self.hist.values():
+            rec.flush()
+
+    def counters(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTERS}
+
+    def snapshot(self) -> dict[str, Any]:
+        """A picklable copy for the parent process: counters, errors, encoded histograms."""
+        self.flush()
+        return {
+            "counters": self.counters(),
+            "errors": dict(self.errors),
+            "error_examples": dict(self.error_examples),
+            "hist": {name: rec.hist.encode() for name, rec in self.hist.items()},
+            "active": self.active,
+            "peak_active": self.peak_active,
+        }
+
+    @classmethod
+    def merge(cls, snapshots: list[dict[str, Any]]) -> "LoadMetrics":
+        """One LoadMetrics from the snapshots of several workers (histograms added exactly)."""
+        merged = cls()
+        for snap in snapshots:
+            for name, value in snap["counters"].items():
+                setattr(merged, name, getattr(merged, name) + value)
+            merged.errors.update(snap["errors"])
+            for kind, message in snap["error_examples"].items():
+                merged.error_examples.setdefault(kind, message)
+            for name, blob in snap["hist"].items():
+                merged.hist[name].hist.decode_and_add(blob)
+            merged.active += snap["active"]
+            merged.peak_active += snap["peak_active"]
+        return merged

@@ -1,0 +1,292 @@
+"""The `fanin load` report: the JSON document, `--threshold` checks, the final table and the
+live progress panel. Pure functions over `LoadMetrics` so workers and tests share them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from fanin.durations import parse_duration
+from fanin.errors import UsageError
+from fanin.load_metrics import HISTOGRAMS, LoadMetrics
+
+__all__ = [
+    "Threshold",
+    "parse_threshold",
+    "flat_metrics",
+    "build_report",
+    "evaluate_thresholds",
+    "report_table",
+    "progress_table",
+    "SATURATION_LAG_MS",
+    "SATURATION_CPU_PERCENT",
+]
+
+# The client is called saturated when its event loop runs this late (p99 of 100 ms ticks) or
+# when one process used nearly a whole core: latencies then include the client's own queueing.
+SATURATION_LAG_MS = 50.0
+SATURATION_CPU_PERCENT = 90.0
+
+HIST_LABELS = {
+    "connect": "connect time",
+    "ttfe": "time to first event",
+    "gap": "inter-event gap",
+    "latency": "end-to-end latency",
+    "lag": "client loop lag",
+}
+_STATS = ("p50", "p90", "p95", "p99", "max", "mean")
+_THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
+_OPS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+COUNT_METRICS = (
+    "events",
+    "events_per_s",
+    "bytes",
+    "bytes_per_s",
+    "connections_opened",
+    "connections_failed",
+    "stream_errors",
+    "errors",
+    "error_rate",
+    "reconnects",
+    "streams_completed",
+    "streams_failed",
+    "active_at_end",
+    "peak_active",
+    "rss_per_stream_kib",
+)
+TIME_METRICS = tuple(f"{stat}_{name}" for name in HISTOGRAMS for stat in _STATS)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    expr: str
+    metric: str
+    op: str
+    value: float  # milliseconds for time metrics, a plain number otherwise
+
+
+def parse_threshold(expr: str) -> Threshold:
+    """'p99_ttfe<500ms' -> Threshold. Times take a unit (bare numbers are ms); rates may end in %."""
+    match = _THRESHOLD.match(expr)
+    if not match:
+        raise UsageError(f"--threshold: cannot read {expr!r} (expected e.g. 'p99_ttfe<500ms')")
+    metric, op, raw = match.groups()
+    metric = metric.lower()
+    if metric in TIME_METRICS:
+        value = parse_duration(raw, option="--threshold", default_unit="ms") * 1000
+    elif metric in COUNT_METRICS:
+        try:
+            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except ValueError:
+            raise UsageError(f"--threshold: bad number {raw!r} in {expr!r}") from None
+    else:
+        raise UsageError(
+            f"--threshold: unknown metric {metric!r}; use p50|p90|p95|p99|max|mean_"
+            f"connect|ttfe|gap|latency|lag or one of {', '.join(COUNT_METRICS)}"
+        )
+    return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
+
+
+def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
+    """The names --threshold understands, from a built report."""
+    flat: dict[str, float | None] = {}
+    for name in HISTOGRAMS:
+        stats = report["latency_ms"][name]
+        for stat in _STATS:
+            flat[f"{stat}_{name}"] = stats[stat]
+    conns, events = report["connections"], report["events"]
+    flat.update(
+        events=events["total"],
+        events_per_s=events["per_s"],
+        bytes=events["bytes"],
+        bytes_per_s=events["bytes_per_s"],
+        connections_opened=conns["opened"],
+        connections_failed=conns["failed"],
+        stream_errors=conns["stream_errors"],
+        errors=report["errors"]["total"],
+        error_rate=report["errors"]["rate"],
+        reconnects=conns["reconnects"],
+        streams_completed=conns["streams_completed"],
+        streams_failed=conns["streams_failed"],
+        active_at_end=conns["active_at_end"],
+        peak_active=conns["peak_active"],
+        rss_per_stream_kib=report["client"]["rss_per_stream_kib"],
+    )
+    return flat
+
+
+def evaluate_thresholds(report: dict[str, Any], thresholds: list[Threshold]) -> list[dict[str, Any]]:
+    """One result per threshold; a metric with no samples counts as a breach (never a silent pass)."""
+    flat = flat_metrics(report)
+    results = []
+    for t in thresholds:
+        actual = flat.get(t.metric)
+        ok = actual is not None and _OPS[t.op](actual, t.value)
+        results.append(
+            {"threshold": t.expr, "metric": t.metric, "actual": actual, "limit": t.value, "ok": bool(ok)}
+        )
+    return results
+
+
+def build_report(
+    metrics: LoadMetrics,
+    *,
+    targets: list[str],
+    settings: dict[str, Any],
+    elapsed_s: float,
+    client: dict[str, Any],
+    warnings: list[str],
+) -> dict[str, Any]:
+    """The whole run as one JSON-ready dict (the --json document and the table's source)."""
+    metrics.flush()
+    elapsed = max(elapsed_s, 1e-9)
+    errors_total = sum(metrics.errors.values())
+    attempts = metrics.connections_opened + metrics.connections_failed
+    lag = metrics.hist["lag"].summary_ms()
+    saturated_by = []
+    if lag["p99"] is not None and lag["p99"] >= SATURATION_LAG_MS:
+        saturated_by.append(f"event-loop lag p99 {lag['p99']:.0f} ms")
+    if client.get("cpu_percent_max", 0) >= SATURATION_CPU_PERCENT:
+        saturated_by.append(f"a client process used {client['cpu_percent_max']:.0f}% of a core")
+    active_at_end = metrics.active
+    rss_growth = client.get("rss_growth_bytes")
+    per_stream = rss_growth / active_at_end if rss_growth is not None and active_at_end else None
+    return {
+        "type": "load_report",
+        "targets": targets,
+        "settings": settings,
+        "elapsed_s": round(elapsed_s, 3),
+        "connections": {
+            "requested": settings["connections"],
+            "peak_active": metrics.peak_active,
+            "active_at_end": active_at_end,
+            "opened": metrics.connections_opened,
+            "failed": metrics.connections_failed,
+            "stream_errors": metrics.stream_errors,
+            "reconnects": metrics.reconnects,
+            "streams_completed": metrics.streams_completed,
+            "streams_failed": metrics.streams_failed,
+        },
+        "events": {
+            "total": metrics.events,
+            "per_s": round(metrics.events / elapsed, 1),
+            "bytes": metrics.bytes,
+            "bytes_per_s": round(metrics.bytes / elapsed, 1),
+            "latency_missing": metrics.latency_missing,
+            "latency_negative": metrics.latency_negative,
+        },
+        "latency_ms": {name: metrics.hist[name].summary_ms() for name in HISTOGRAMS},
+        "errors": {
+            "total": errors_total,
+            "rate": round(errors_total / attempts, 6) if attempts else 0.0,
+            "by_kind": dict(sorted(metrics.errors.items())),
+            "examples": dict(sorted(metrics.error_examples.items())),
+        },
+        "client": {
+            **client,
+            "rss_per_stream_kib": round(per_stream / 1024, 2) if per_stream is not None else None,
+            "saturated": bool(saturated_by),
+            "saturated_by": saturated_by,
+        },
+        "warnings": warnings,
+    }
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}".rstrip("0").rstrip(".")
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The final table: counts first, then one row per histogram with its percentiles."""
+    conns, events, errors, client = report["connections"], report["events"], report["errors"], report["client"]
+    summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row(
+        "connections",
+        f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
+        f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
+        f"reconnects {conns['reconnects']:,}",
+    )
+    summary.add_row(
+        "streams",
+        f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
+        f"errors after open {conns['stream_errors']:,}",
+    )
+    summary.add_row(
+        "events",
+        f"{events['total']:,} ({_count(events['per_s'])}/s), "
+        f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)",
+    )
+    by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
+    summary.add_row("errors", f"{errors['total']:,} ({by_kind})")
+    rss = client.get("rss_per_stream_kib")
+    summary.add_row(
+        "client",
+        f"{client.get('workers', 1)} process(es), cpu max {client.get('cpu_percent_max', 0):.0f}%, "
+        f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
+        + (f", {rss:.1f} KiB per stream" if rss is not None else "")
+        + (" - SATURATED: " + "; ".join(client["saturated_by"]) if client["saturated"] else ""),
+    )
+    percentiles = Table(show_edge=False)
+    percentiles.add_column("metric")
+    for col in ("count", "p50", "p90", "p95", "p99", "max"):
+        percentiles.add_column(col, justify="right")
+    for name, stats in report["latency_ms"].items():
+        percentiles.add_row(
+            HIST_LABELS[name],
+            f"{stats['count']:,}",
+            *(_ms(stats[k]) for k in ("p50", "p90", "p95", "p99", "max")),
+        )
+    outer = Table.grid(padding=(1, 0))
+    outer.add_row(summary)
+    outer.add_row(percentiles)
+    for warning in report["warnings"]:
+        outer.add_row(Text(f"warning: {warning}", style="yellow"))
+    for result in report.get("thresholds", []):
+        mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
+        actual = result["actual"]
+        shown = "no data" if actual is None else f"{actual:,.3f}".rstrip("0").rstrip(".")
+        outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
+    return outer
+
+
+def progress_table(
+    metrics: LoadMetrics, *, elapsed: float, duration: float, target: int, events_per_s: float
+) -> Table:
+    """The once-a-second live line: active streams, rates, p99s, errors, client lag."""
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("elapsed", "active", "events/s", "events", "p99 ttfe", "p99 gap", "p99 latency", "errors", "loop lag p99"):
+        table.add_column(col, justify="right")
+    errors = sum(metrics.errors.values())
+    table.add_row(
+        f"{elapsed:.0f}/{duration:.0f} s",
+        f"{metrics.active:,}/{target:,}",
+        f"{events_per_s:,.0f}",
+        f"{metrics.events:,}",
+        _ms(metrics.hist["ttfe"].percentile_ms(99)),
+        _ms(metrics.hist["gap"].percentile_ms(99)),
+        _ms(metrics.hist["latency"].percentile_ms(99)),
+        Text(f"{errors:,}", style="red" if errors else ""),
+        _ms(metrics.hist["lag"].percentile_ms(99)),
+    )
+    return table

@@ -1,0 +1,254 @@
+"""One `fanin load` process: holds its share of the connections for the run's duration.
+
+Each connection slot runs the engine's `SSEStream` with a `LoadObserver` that turns the
+engine's hooks and delivered batches into `LoadMetrics`. A slot whose stream ends cleanly
+(after delivering events) opens a fresh one, like a new user, so the concurrency holds; a
+stream the engine gives up on leaves its slot empty (counted as failed). A 100 ms ticker
+measures event-loop lag (client saturation) and calls `progress` once a second."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+import psutil
+
+from fanin.extract import get_path
+from fanin.load_metrics import LoadMetrics
+from fanin.merge import make_session
+from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
+
+__all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS"]
+
+UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
+TICK_S = 0.1
+
+
+def guess_unit_ns(value: float) -> float:
+    """Nanoseconds per unit for an epoch timestamp, judged by its size (auto --latency-unit)."""
+    value = abs(value)
+    if value >= 1e17:
+        return 1.0
+    if value >= 1e14:
+        return 1e3
+    if value >= 1e11:
+        return 1e6
+    return 1e9
+
+
+@dataclass
+class LoadPlan:
+    """What one process does: which slots (global indices), when each starts, what to send."""
+
+    requests: list[Request]  # one per target URL; slot i uses requests[i % len(requests)]
+    config: StreamConfig
+    slots: list[int]
+    start_offsets: list[float]  # seconds after the start, per slot
+    total_slots: int
+    duration: float
+    latency_path: tuple[str, ...] | None = None
+    latency_unit: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LoadObserver(StreamObserver):
+    """Engine hooks and delivered batches -> LoadMetrics, with as little work per event as possible."""
+
+    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str):
+        self.m = metrics
+        self.connected = bytearray(slots)
+        self.open_ns = [0] * slots  # request start of the current connection
+        self.last_ns = [0] * slots  # arrival of the last read with events (0: none yet)
+        self.frozen = False  # set at the end of the run: teardown is not measured
+        self.latency_path = latency_path
+        self.unit_ns = None if latency_unit == "auto" else UNIT_NS[latency_unit]
+        self._connect = metrics.hist["connect"].pending
+        self._ttfe = metrics.hist["ttfe"].pending
+        self._gap_rec = metrics.hist["gap"]
+        self._gap = self._gap_rec.pending
+        self._latency = metrics.hist["latency"].pending
+
+    # -- engine hooks
+    def on_connect(self, source: int, connect_ns: int) -> None:
+        if self.frozen:
+            return
+        m = self.m
+        m.connections_opened += 1
+        self._connect.append(connect_ns // 1000)
+        if not self.connected[source]:  # (after a clean end with --reconnect always it still is)
+            self.connected[source] = 1
+            m.active += 1
+            if m.active > m.peak_active:
+                m.peak_active = m.active
+        self.open_ns[source] = time.monotonic_ns() - connect_ns
+        self.last_ns[source] = 0
+
+    def on_bytes(self, source: int, n: int) -> None:
+        self.m.bytes += n
+
+    def on_failure(self, source: int, kind: str, message: str) -> None:
+        if self.frozen:
+            return
+        m = self.m
+        m.errors[kind] += 1
+        if kind not in m.error_examples:
+            m.error_examples[kind] = message
+        if self.connected[source]:
+            self.connected[source] = 0
+            m.active -= 1
+            m.stream_errors += 1
+        else:
+            m.connections_failed += 1
+
+    def on_reconnect(self, source: int) -> None:
+        if not self.frozen:
+            self.m.reconnects += 1
+
+    def on_end(self, source: int, status: str) -> None:
+        if self.frozen:
+            return
+        m = self.m
+        if self.connected[source]:
+            self.connected[source] = 0
+            m.active -= 1
+        if status == "completed":
+            m.streams_completed += 1
+        elif status == "failed":
+            m.streams_failed += 1
+
+    # -- delivered events (one call per network read)
+    async def deliver(self, batch: list) -> None:
+        if self.frozen:
+            return
+        first = batch[0]
+        source = first.source
+        arrival = first.arrival_ns
+        n = len(batch)
+        self.m.events += n
+        last = self.last_ns[source]
+        if last:
+            self._gap.append((arrival - last) // 1000)
+        else:
+            self._ttfe.append((arrival - self.open_ns[source]) // 1000)
+        if n > 1:  # the rest arrived in the same read: gap 0
+            self._gap_rec.zeros += n - 1
+        self.last_ns[source] = batch[-1].arrival_ns
+        if self.latency_path is not None:
+            self._record_latency(batch)
+
+    def _record_latency(self, batch: list) -> None:
+        loads, path, out, m = orjson.loads, self.latency_path, self._latency, self.m
+        for event in batch:
+            try:
+                value = get_path(loads(event.data), path)
+            except orjson.JSONDecodeError:
+                value = None
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    value = None
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                m.latency_missing += 1
+                continue
+            unit = self.unit_ns
+            if unit is None:
+                unit = self.unit_ns = guess_unit_ns(value)
+            latency = (event.wall_ns - int(value * unit)) // 1000
+            if latency < 0:
+                m.latency_negative += 1
+                latency = 0
+            out.append(latency)
+
+
+class LoadRunner:
+    """Runs a LoadPlan to its end (duration reached or stop() called) and returns a result dict."""
+
+    def __init__(self, plan: LoadPlan, progress: Callable[[LoadMetrics, float], None] | None = None):
+        self.plan = plan
+        self.progress = progress
+        self.metrics = LoadMetrics()
+        self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit)
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._process = psutil.Process(os.getpid())
+        self.cpu_percents: list[float] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _slot(self, session, slot: int, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request = self.plan.requests[slot % len(self.plan.requests)]
+        while not self.stopping:
+            stream = SSEStream(session, slot, request, self.plan.config, self.observer)
+            try:
+                report = await stream.run(self.observer.deliver)
+            except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
+                self.metrics.errors["client"] += 1
+                self.metrics.error_examples.setdefault("client", f"{exc.__class__.__name__}: {exc}")
+                return
+            if report.status != "completed" or report.events == 0:
+                return  # failed for good, or a clean end with nothing (e.g. 204): leave the slot empty
+
+    async def _ticker(self, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        lag = self.metrics.hist["lag"].pending
+        next_second = start + 1.0
+        cpu_prev, wall_prev = time.process_time(), time.monotonic()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(TICK_S)
+            now = loop.time()
+            lag.append(max(0, int((now - before - TICK_S) * 1e6)))
+            if now >= next_second:
+                next_second += 1.0
+                cpu, wall = time.process_time(), time.monotonic()
+                self.cpu_percents.append(100 * (cpu - cpu_prev) / max(wall - wall_prev, 1e-9))
+                cpu_prev, wall_prev = cpu, wall
+                if self.progress is not None:
+                    self.metrics.flush()
+                    self.progress(self.metrics, now - start)
+
+    async def run(self) -> dict[str, Any]:
+        plan = self.plan
+        loop = asyncio.get_running_loop()
+        session = make_session()
+        try:
+            rss_base = self._process.memory_info().rss
+            start = loop.time()
+            tasks = [
+                asyncio.create_task(self._slot(session, slot, delay))
+                for slot, delay in zip(plan.slots, plan.start_offsets)
+            ]
+            ticker = asyncio.create_task(self._ticker(start))
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=plan.duration)
+            except TimeoutError:
+                pass
+            elapsed = loop.time() - start
+            # Freeze before teardown so closing connections is not counted as errors.
+            self.observer.frozen = True
+            self.stopping = True
+            rss_end = self._process.memory_info().rss
+            ticker.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait([*tasks, ticker], timeout=15)
+        finally:
+            await session.close()
+        cpu = self.cpu_percents or [0.0]
+        client = {
+            "workers": 1,
+            "cpu_percent_max": round(max(cpu), 1),
+            "cpu_percent_mean": round(sum(cpu) / len(cpu), 1),
+            "rss_bytes": rss_end,
+            "rss_baseline_bytes": rss_base,
+            "rss_growth_bytes": max(0, rss_end - rss_base),
+        }
+        return {"snapshot": self.metrics.snapshot(), "client": client, "elapsed": elapsed}

@@ -1,0 +1,138 @@
+"""How `fanin stream` and `fanin demo` print records: ndjson (machine), text (data only),
+pretty (a coloured live view with a summary table, via rich).
+
+All writers flush once per batch (one network read), so output is live without paying a
+system call per event."""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol
+
+import orjson
+
+from .events import Event, SourceError, Summary, format_wall_ns
+
+__all__ = ["make_writer", "Writer"]
+
+_SOURCE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+class Writer(Protocol):
+    def batch(self, items: list) -> None: ...
+    def summary(self, summary: Summary) -> None: ...
+    def close(self) -> None: ...
+
+
+def _stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _error_line(error: SourceError) -> str:
+    return f"fanin: source {error.source} failed: {error.error}"
+
+
+class NdjsonWriter:
+    """stdout holds only JSON lines: events, errors as they happen, the summary last."""
+
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout.buffer
+        self._dumps = orjson.dumps
+        self._nl = orjson.OPT_APPEND_NEWLINE
+
+    def batch(self, items: list) -> None:
+        dumps, nl = self._dumps, self._nl
+        self.out.write(b"".join([dumps(item.to_dict(), option=nl) for item in items]))
+        self.out.flush()
+        for item in items:
+            if type(item) is SourceError:
+                _stderr_line(_error_line(item))
+
+    def summary(self, summary: Summary) -> None:
+        self.out.write(orjson.dumps(summary.to_dict(), option=self._nl))
+        self.out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class TextWriter:
+    """Each event's data on its own line (prefixed `[source]` when there are several
+    sources); errors and the summary go to stderr so stdout is just the data."""
+
+    def __init__(self, n_sources: int, out=None) -> None:
+        self.out = out or sys.stdout
+        self.prefixed = n_sources > 1
+
+    def batch(self, items: list) -> None:
+        lines = []
+        for item in items:
+            if type(item) is Event:
+                lines.append(f"[{item.source}] {item.data}" if self.prefixed else item.data)
+            else:
+                _stderr_line(_error_line(item))
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+
+    def summary(self, summary: Summary) -> None:
+        _stderr_line(f"fanin: {summary.text}")
+
+    def close(self) -> None:
+        pass
+
+
+class PrettyWriter:
+    """A readable, coloured live view for people, and a summary table at the end."""
+
+    def __init__(self, n_sources: int) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False, soft_wrap=True)
+        self.n_sources = n_sources
+
+    def batch(self, items: list) -> None:
+        from rich.text import Text
+
+        for item in items:
+            if type(item) is Event:
+                colour = _SOURCE_COLOURS[item.source % len(_SOURCE_COLOURS)]
+                line = Text()
+                line.append(format_wall_ns(item.wall_ns)[11:23], style="dim")
+                line.append(f" #{item.event_number:<5}", style="dim")
+                line.append(f" [{item.source}]", style=f"bold {colour}")
+                if item.event_type != "message":
+                    line.append(f" {item.event_type}", style=colour)
+                if item.event_id:
+                    line.append(f" id={item.event_id}", style="dim")
+                if item.late:
+                    line.append(" late", style="bold yellow")
+                line.append("  ")
+                line.append(item.data)
+                self.console.print(line)
+            else:
+                self.console.print(Text(f"[{item.source}] failed: {item.error}", style="bold red"))
+
+    def summary(self, summary: Summary) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"{summary.status}: {summary.total_events} events in {summary.connection_duration:.1f}s"
+                      + (f" (stopped by {summary.stopped_by})" if summary.stopped_by else ""))
+        for column in ("source", "url", "status", "events", "reconnects", "error"):
+            table.add_column(column, overflow="fold")
+        styles = {"completed": "green", "failed": "red", "stopped": "yellow"}
+        for s in summary.sources:
+            table.add_row(str(s.source), s.url, f"[{styles.get(s.status, 'white')}]{s.status}[/]", str(s.events),
+                          str(s.reconnects), s.error or "")
+        self.console.print(table)
+
+    def close(self) -> None:
+        pass
+
+
+def make_writer(fmt: str, *, n_sources: int) -> Writer:
+    if fmt == "ndjson":
+        return NdjsonWriter()
+    if fmt == "text":
+        return TextWriter(n_sources)
+    return PrettyWriter(n_sources)

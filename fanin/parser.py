@@ -1,0 +1,246 @@
+"""Sans-IO Server-Sent Events parser: bytes in, events out (WHATWG HTML, "Parsing an event
+stream" and "Interpreting an event stream"; /work/shared/SSE_SPEC.md sections 1-3).
+
+Why it works on bytes: CR, LF and ":" are ASCII, and an ASCII byte can never be part of a
+multi-byte UTF-8 sequence, so splitting the raw bytes at line ends and colons and
+decoding each piece with errors="replace" gives exactly what decoding the whole stream
+first would give. That lets us decode each event's data once, never keep a str copy of
+a line we do not need, and split lines with bytes.split (C speed).
+
+Why blocks: most streams are `data: ...\\n\\n`. Splitting a chunk on b"\\n\\n" hands us one
+block per event; a block that is a single `data:` line becomes an event without the
+general per-line loop. Consecutive blank lines may be merged by that split, which is
+harmless: a dispatch right after a dispatch changes nothing.
+"""
+
+from __future__ import annotations
+
+from .errors import EventTooLargeError
+
+__all__ = [
+    "DEFAULT_MAX_LINE_SIZE",
+    "MAX_RETRY_MS",
+    "EventTooLargeError",
+    "SSEMessage",
+    "SSEParser",
+]
+
+DEFAULT_MAX_LINE_SIZE = 16 * 1024 * 1024
+MAX_RETRY_MS = 86_400_000  # 24 h: larger retry: values are clamped (timedelta overflows elsewhere)
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 with U+FFFD per maximal invalid subpart; strict first because it is twice as fast."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+class SSEMessage:
+    """One dispatched event. `id` is the last event id at dispatch ("" if none yet);
+    `own_id` says whether this very block carried a valid `id:` line (for de-duplication)."""
+
+    __slots__ = ("type", "data", "id", "own_id")
+
+    def __init__(self, type: str = "message", data: str = "", id: str = "", own_id: bool = False) -> None:
+        self.type = type
+        self.data = data
+        self.id = id
+        self.own_id = own_id
+
+    def __repr__(self) -> str:
+        return f"SSEMessage(type={self.type!r}, data={self.data!r}, id={self.id!r}, own_id={self.own_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SSEMessage):
+            return NotImplemented
+        return (
+            self.type == other.type
+            and self.data == other.data
+            and self.id == other.id
+            and self.own_id == other.own_id
+        )
+
+    __hash__ = None  # mutable value object
+
+
+class SSEParser:
+    """Incremental parser for one logical event source.
+
+    Feed it each network read; it returns the events those bytes completed. Results do
+    not depend on how the stream is cut into chunks. Call new_connection() when a new
+    HTTP response starts: the BOM may be stripped again and a half-received line or
+    event is dropped, while last_event_id and retry_ms carry over (they are what the
+    reconnect needs).
+    """
+
+    def __init__(self, *, last_event_id: str = "", max_line_size: int = DEFAULT_MAX_LINE_SIZE) -> None:
+        if max_line_size < 1:
+            raise ValueError("max_line_size must be at least 1 byte")
+        self.max_line_size = max_line_size
+        self.last_event_id: str = last_event_id  # committed at dispatch only
+        self.retry_ms: int | None = None  # latest valid retry:, applied as soon as its line ends
+        self.new_connection()
+
+    def new_connection(self) -> None:
+        """Start a new response body: forget partial input, keep last_event_id and retry_ms."""
+        self._at_start = True  # BOM not decided yet
+        self._head = b""  # up to 2 bytes that may still turn out to be a BOM
+        self._tail = b""  # the unterminated line (never contains CR or LF)
+        self._swallow_lf = False  # the previous chunk ended with CR: drop an LF that opens the next
+        self._reset_event()
+
+    def _reset_event(self) -> None:
+        self._data: list[str] = []  # data values of the event being built
+        self._data_size = 0  # characters the joined data would take, +1
+        self._type = ""
+        self._id_buf = self.last_event_id  # an uncommitted id never outlives its block
+        self._block_has_id = False
+
+    # ------------------------------------------------------------------ input
+
+    def feed(self, chunk: bytes) -> list[SSEMessage]:
+        """Consume one read's bytes; return the events it completed, in order.
+
+        Raises EventTooLargeError (with the events completed before it in `.events`)
+        when a line or an event's data exceeds max_line_size; the pending event is then
+        dropped, and the caller should treat the connection as failed.
+        """
+        out: list[SSEMessage] = []
+        try:
+            self._feed(chunk, out)
+        except EventTooLargeError as exc:
+            exc.events = out
+            self._tail = b""
+            self._reset_event()
+            raise
+        return out
+
+    def _feed(self, chunk: bytes, out: list[SSEMessage]) -> None:
+        if self._at_start:
+            head = self._head + chunk if self._head else bytes(chunk)
+            if len(head) < 3 and _BOM.startswith(head):
+                self._head = head  # could still be a BOM split across reads
+                return
+            self._at_start = False
+            self._head = b""
+            chunk = head[3:] if head.startswith(_BOM) else head
+        if not chunk:
+            return
+        if self._swallow_lf:
+            self._swallow_lf = False
+            if chunk[0] == 10:
+                chunk = chunk[1:]
+                if not chunk:
+                    return
+        if b"\r" in chunk:
+            # A CR ends its line at once; remember it so an LF opening the next read is
+            # not taken for a blank line. The tail never holds a CR, so this is safe.
+            self._swallow_lf = chunk[-1] == 13
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+        buf = self._tail + chunk if self._tail else chunk
+        if len(buf) > self.max_line_size:
+            self._check_line_sizes(buf, out)
+        end = buf.rfind(b"\n")  # buf[:end] holds the complete lines, buf[end + 1:] the rest
+        if end < 0:
+            self._tail = buf
+            return
+        self._tail = buf[end + 1 :]  # may end inside a multi-byte character: keep it as bytes
+        self._process_text(_decode(buf[:end]), out)
+
+    def _process_text(self, text: str, out: list[SSEMessage]) -> None:
+        """Handle complete lines (joined by LF, without the last terminator)."""
+        start = 0
+        if self._data or self._type or self._block_has_id:
+            # An event is half built: finish it line by line up to its blank line.
+            if text[:1] == "\n" or not text:
+                blank = 0
+            else:
+                blank = text.find("\n\n") + 1
+                if not blank:
+                    self._process_lines(text.split("\n"), out)
+                    return
+            self._process_lines(text[:blank].split("\n"), out)
+            start = blank + 1
+        # Fast path: a run of events that are each one `data: ` line. In that run every
+        # LF belongs to a "\n\ndata: " separator, so counting proves the shape and one
+        # split yields every event's data.
+        last_sep = text.rfind("\n\n", start)
+        if last_sep > start and text.startswith("data: ", start):
+            run = text[start + 6 : last_sep]
+            if 2 * run.count("\n\ndata: ") == run.count("\n"):
+                lid = self.last_event_id
+                append = out.append
+                for data in run.split("\n\ndata: "):
+                    append(SSEMessage("message", data, lid, False))
+                start = last_sep + 2
+        if start <= len(text):
+            self._process_lines(text[start:].split("\n") if start else text.split("\n"), out)
+
+    def _check_line_sizes(self, buf: bytes, out: list[SSEMessage]) -> None:
+        """Slow path, only when this read could hold an oversized line: process the lines
+        before the first oversized one (so results do not depend on chunking), then raise."""
+        limit = self.max_line_size
+        lines = buf.split(b"\n")
+        for index, line in enumerate(lines):
+            if len(line) > limit:
+                self._tail = b""
+                self._process_lines(_decode(b"\n".join(lines[:index])).split("\n") if index else [], out)
+                raise EventTooLargeError(f"SSE line longer than the limit of {limit} bytes (max_line_size)")
+
+    # ------------------------------------------------------------- per line
+
+    def _process_lines(self, lines: list[str], out: list[SSEMessage]) -> None:
+        """The general per-line algorithm (spec sections 2 and 3). The parser state lives
+        in locals inside the loop and is written back once: that roughly halves its cost."""
+        data = self._data
+        data_size = self._data_size
+        type_ = self._type
+        id_buf = self._id_buf
+        has_id = self._block_has_id
+        limit = self.max_line_size
+        append = out.append
+        try:
+            for line in lines:
+                if not line:  # blank line: dispatch
+                    self.last_event_id = id_buf
+                    if data:
+                        append(SSEMessage(type_ or "message", "\n".join(data), id_buf, has_id))
+                        data = []
+                        data_size = 0
+                    type_ = ""
+                    has_id = False
+                    continue
+                name, colon, value = line.partition(":")
+                if colon:
+                    if not name:
+                        continue  # comment; never ends an event
+                    if value and value[0] == " ":
+                        value = value[1:]
+                if name == "data":
+                    data.append(value)
+                    data_size += len(value) + 1
+                    if data_size > limit + 1:
+                        raise EventTooLargeError(f"SSE event data longer than the limit of {limit} bytes (max_line_size)")
+                elif name == "event":
+                    type_ = value
+                elif name == "id":
+                    if "\x00" not in value:
+                        id_buf = value
+                        has_id = True
+                elif name == "retry":
+                    if value.isascii() and value.isdigit():  # 0-9 only; False when empty
+                        digits = value.lstrip("0")
+                        # 9+ significant digits always exceed the cap; skipping int() also
+                        # avoids Python's limit on converting very long digit strings.
+                        self.retry_ms = MAX_RETRY_MS if len(digits) > 8 else min(int(digits or "0"), MAX_RETRY_MS)
+        finally:
+            self._data = data
+            self._data_size = data_size
+            self._type = type_
+            self._id_buf = id_buf
+            self._block_has_id = has_id

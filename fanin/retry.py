@@ -1,0 +1,84 @@
+"""Reconnect policy for one source, as small tenacity strategies.
+
+The base delay is the server's latest `retry:` (else a default); after consecutive
+failures it grows exponentially with jitter up to a cap, never below the server's value.
+The count of consecutive failures resets once a reconnected stream delivers an event, so
+`retries` bounds failures in a row, not reconnects over a long life."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tenacity import AsyncRetrying, RetryCallState
+
+__all__ = ["Reconnect", "ReconnectPolicy"]
+
+MAX_RETRY_AFTER = 300.0
+
+
+class Reconnect(Exception):
+    """Raised by one connection attempt that should be followed by another.
+
+    kind: truncated | idle | refused | timeout | network | http_5xx | http_408 | http_429 | clean_end
+    counts_as_failure: a clean end in `always` mode after events is not a failure.
+    """
+
+    def __init__(self, kind: str, message: str, *, counts_as_failure: bool = True,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.counts_as_failure = counts_as_failure
+        self.retry_after = retry_after
+
+
+@dataclass
+class ReconnectPolicy:
+    retries: int = 3
+    default_retry_ms: int = 1000
+    max_backoff: float = 30.0
+    server_retry_ms: int | None = None  # latest valid `retry:` from the server
+    failures: int = 0  # consecutive failures
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def base_delay(self) -> float:
+        ms = self.server_retry_ms if self.server_retry_ms is not None else self.default_retry_ms
+        return ms / 1000.0
+
+    def record(self, exc: Reconnect) -> None:
+        if exc.counts_as_failure:
+            self.failures += 1
+
+    def delivered(self) -> None:
+        """A (re)connected stream delivered an event: the backoff starts over."""
+        self.failures = 0
+
+    # tenacity strategies -------------------------------------------------------------
+    def should_retry(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        return isinstance(exc, Reconnect)
+
+    def should_stop(self, state: RetryCallState) -> bool:
+        return self.failures > self.retries
+
+    def delay(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        base = self.base_delay
+        if self.failures <= 1:
+            wait = base
+        else:
+            ceiling = max(base, min(self.max_backoff, base * 2 ** (self.failures - 1)))
+            wait = base + self.rng.random() * (ceiling - base)  # jitter above the server's value
+        if isinstance(exc, Reconnect) and exc.retry_after is not None:
+            wait = max(wait, min(exc.retry_after, MAX_RETRY_AFTER))
+        return wait
+
+    def retrying(self, before_sleep=None) -> AsyncRetrying:
+        return AsyncRetrying(
+            retry=self.should_retry,
+            stop=self.should_stop,
+            wait=self.delay,
+            before_sleep=before_sleep,
+            reraise=True,
+        )

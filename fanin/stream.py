@@ -1,0 +1,398 @@
+"""One SSE source: the request, response validation, reading and reconnecting.
+
+A connection attempt either ends the source (completed: clean end, 204; failed: a fatal
+status, a wrong content type, an oversized event) or raises `Reconnect`, which the
+tenacity policy in `retry.py` turns into a wait and another attempt carrying
+`Last-Event-ID`. Every network read is parsed at once and handed on as one batch of
+stamped events, so the merger pays one queue operation per read, not per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from .errors import EventTooLargeError, FaninError, UsageError
+from .events import Event, SourceReport
+from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
+from .redact import redact_url, scrub
+from .retry import Reconnect, ReconnectPolicy
+
+__all__ = [
+    "MISSING",
+    "Request",
+    "StreamConfig",
+    "StreamObserver",
+    "SSEStream",
+    "StreamFailed",
+    "RECONNECT_MODES",
+    "AUTH_TYPES",
+]
+
+MISSING: Any = object()
+RECONNECT_MODES = ("error", "always", "never")
+AUTH_TYPES = ("none", "bearer", "api_key")
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_METHOD_OK = _TOKEN_CHARS
+
+
+class StreamFailed(FaninError):
+    """The source ended for good with an error (no further reconnect)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _check_header(name: str, value: str, *, secret: bool = False) -> None:
+    if not name or not set(name) <= _TOKEN_CHARS:
+        raise UsageError(f"bad header name {name!r}: use letters, digits and - only")
+    if any(c in value for c in "\r\n\0"):
+        shown = "(secret value)" if secret else "value"
+        raise UsageError(f"header {name!r} {shown} contains CR, LF or NUL; that would split the request")
+
+
+@dataclass
+class Request:
+    """What to send for one source. Re-sent as is on every reconnect."""
+
+    url: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    params: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | str | None = None
+    json: Any = MISSING
+    auth_type: str = "none"
+    auth_token: str | None = None
+    auth_header: str = "Authorization"
+
+    @property
+    def display_url(self) -> str:
+        """The URL as shown in output and errors (credential-like parts masked)."""
+        return redact_url(self.url)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        values = [self.auth_token or ""]
+        for name, value in self.headers.items():
+            if name.lower() in ("authorization", "proxy-authorization", "cookie", "x-api-key", "api-key") or (
+                self.auth_type == "api_key" and name.lower() == self.auth_header.lower()
+            ):
+                values.append(value)
+        return tuple(v for v in values if v)
+
+    def validate(self) -> None:
+        try:
+            url = URL(self.url)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"bad URL {redact_url(str(self.url))!r}: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(
+                f"bad URL {redact_url(self.url)!r}: need an absolute http:// or https:// URL with a host"
+            )
+        if not self.method or not set(self.method) <= _METHOD_OK:
+            raise UsageError(f"bad HTTP method {self.method!r}")
+        for name, value in self.headers.items():
+            _check_header(name, value, secret=any(s and s == value for s in self.secrets))
+        if self.auth_type not in AUTH_TYPES:
+            raise UsageError(f"bad auth type {self.auth_type!r}: choose one of {', '.join(AUTH_TYPES)}")
+        if self.auth_type != "none":
+            if not self.auth_token:
+                raise UsageError(f"auth type {self.auth_type!r} needs a token")
+            if any(c in self.auth_token for c in "\r\n\0"):
+                raise UsageError("the auth token contains CR, LF or NUL")
+            if self.auth_type == "api_key":
+                _check_header(self.auth_header, "")
+        if self.body is not None and self.json is not MISSING:
+            raise UsageError("give either a raw body or a JSON body, not both")
+
+    def build_headers(self, last_event_id: str) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers.update(self.headers)
+        if self.auth_type == "bearer":
+            headers["Authorization"] = f"Bearer {self.auth_token}"
+        elif self.auth_type == "api_key":
+            headers[self.auth_header] = self.auth_token or ""
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        else:
+            headers.pop("Last-Event-ID", None)
+        return headers
+
+    def body_bytes(self) -> bytes | None:
+        if self.json is not MISSING:
+            return orjson.dumps(self.json)
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return self.body
+
+
+@dataclass
+class StreamConfig:
+    """Connection behaviour shared by every source of one run."""
+
+    connect_timeout: float = 30.0
+    idle_timeout: float | None = None
+    retries: int = 3
+    reconnect: str = "error"
+    max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    last_event_id: str = ""
+    default_retry_ms: int = 1000
+    max_backoff: float = 30.0
+    stop_on: str | None = None  # end a source when an event's data equals this (the event is not emitted)
+
+    def validate(self) -> None:
+        if self.reconnect not in RECONNECT_MODES:
+            raise UsageError(f"bad reconnect mode {self.reconnect!r}: choose one of {', '.join(RECONNECT_MODES)}")
+        for name in ("connect_timeout", "max_backoff"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise UsageError(f"{name.replace('_', '-')} must be a positive number of seconds, got {value!r}")
+        if self.idle_timeout is not None and not (self.idle_timeout > 0 and math.isfinite(self.idle_timeout)):
+            raise UsageError(f"idle-timeout must be a positive number of seconds, got {self.idle_timeout!r}")
+        if not isinstance(self.retries, int) or self.retries < 0:
+            raise UsageError(f"retries must be a whole number >= 0, got {self.retries!r}")
+        if not isinstance(self.max_line_size, int) or self.max_line_size < 16:
+            raise UsageError(f"max-line-size must be at least 16 bytes, got {self.max_line_size!r}")
+        if any(c in self.last_event_id for c in "\r\n\0"):
+            raise UsageError("last-event-id contains CR, LF or NUL")
+
+
+class StreamObserver:
+    """Hooks for metrics (used by `fanin load`). Every method is a cheap no-op here."""
+
+    def on_connect(self, source: int, connect_ns: int) -> None: ...
+    def on_bytes(self, source: int, n: int) -> None: ...
+    def on_failure(self, source: int, kind: str, message: str) -> None: ...
+    def on_reconnect(self, source: int) -> None: ...
+    def on_end(self, source: int, status: str) -> None: ...
+
+
+_NULL_OBSERVER = StreamObserver()
+
+Deliver = Callable[[list[Event]], Awaitable[None]]
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    value = resp.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    return None
+
+
+def _content_type_essence(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+class SSEStream:
+    """One source read to its end, reconnecting per `StreamConfig.reconnect`."""
+
+    def __init__(self, session: aiohttp.ClientSession, source: int, request: Request,
+                 config: StreamConfig, observer: StreamObserver | None = None) -> None:
+        self.session = session
+        self.source = source
+        self.request = request
+        self.config = config
+        self.observer = observer or _NULL_OBSERVER
+        self.url = request.display_url
+        self.report = SourceReport(source, self.url)
+        self.stopped_by_stop_on = False
+        self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size)
+        self.policy = ReconnectPolicy(
+            retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
+        )
+        self._body = request.body_bytes()
+        self._json_type = request.json is not MISSING
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=config.idle_timeout)
+
+    # ------------------------------------------------------------------ public
+    async def run(self, deliver: Deliver) -> SourceReport:
+        """Read until the source ends; returns (and keeps) the source's report.
+
+        Never raises for stream failures: they land in report.status/error. Cancellation
+        propagates (the caller is shutting everything down) and marks the source stopped.
+        """
+        try:
+            await self.policy.retrying(before_sleep=self._before_sleep)(self._attempt, deliver)
+            self.report.status = "completed"
+        except Reconnect as exc:  # retries exhausted
+            if exc.kind == "clean_end":
+                self.report.status = "completed"
+            else:
+                self._fail(exc.kind, self._with_attempts(str(exc)))
+        except StreamFailed as exc:
+            self._fail(exc.kind, str(exc))
+        except asyncio.CancelledError:
+            if self.report.status == "pending":
+                self.report.status = "stopped"
+            raise
+        self.observer.on_end(self.source, self.report.status)
+        return self.report
+
+    # ----------------------------------------------------------------- internals
+    def _fail(self, kind: str, message: str) -> None:
+        self.report.status = "failed"
+        self.report.error = scrub(message, self.request.secrets)
+
+    def _with_attempts(self, message: str) -> str:
+        attempts = self.policy.failures
+        return f"{message} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})" if attempts > 1 else message
+
+    def _before_sleep(self, state) -> None:
+        self.report.reconnects += 1
+        self.observer.on_reconnect(self.source)
+
+    async def _attempt(self, deliver: Deliver) -> None:
+        try:
+            await self._connect_and_read(deliver)
+        except Reconnect as exc:
+            self.policy.record(exc)
+            self.policy.server_retry_ms = self.parser.retry_ms
+            if exc.counts_as_failure:
+                self.observer.on_failure(self.source, exc.kind, str(exc))
+            raise
+        except StreamFailed as exc:
+            self.observer.on_failure(self.source, exc.kind, str(exc))
+            raise
+
+    async def _open(self) -> aiohttp.ClientResponse:
+        req = self.request
+        headers = req.build_headers(self.parser.last_event_id)
+        if self._json_type:
+            headers.setdefault("Content-Type", "application/json")
+        start = time.monotonic_ns()
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                resp = await self.session.request(
+                    req.method, req.url, params=req.params or None, headers=headers,
+                    data=self._body, timeout=self._timeout, allow_redirects=True,
+                )
+        except TimeoutError:
+            raise Reconnect("timeout", f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
+        except aiohttp.TooManyRedirects:
+            raise StreamFailed("redirect", f"too many redirects from {self.url}") from None
+        except aiohttp.InvalidURL as exc:
+            raise StreamFailed("bad_url", f"bad URL {self.url!r}: {exc}") from None
+        except aiohttp.ClientSSLError as exc:
+            raise StreamFailed("tls", f"TLS error talking to {self.url}: {exc}") from None
+        except aiohttp.ClientConnectorError as exc:
+            kind = "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "network"
+            reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
+            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}") from None
+        except aiohttp.ClientError as exc:
+            raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
+        except FaninError as exc:  # e.g. a destination guard refusing the address
+            raise StreamFailed(getattr(exc, "kind", "refused"), str(exc)) from None
+        self._check_response(resp)
+        self.observer.on_connect(self.source, time.monotonic_ns() - start)
+        return resp
+
+    def _check_response(self, resp: aiohttp.ClientResponse) -> None:
+        status = resp.status
+        if status == 200:
+            ctype = resp.headers.get("Content-Type", "")
+            if _content_type_essence(ctype) != "text/event-stream":
+                resp.release()
+                shown = ctype or "none"
+                raise StreamFailed(
+                    "content_type", f"wrong content type {shown!r} from {self.url} (expected text/event-stream)"
+                )
+            return
+        reason = f"HTTP {status} {resp.reason or ''}".rstrip() + f" from {self.url}"
+        resp.release()
+        if status == 204:
+            raise _NoMoreEvents()
+        if status in (408, 429) or status >= 500:
+            kind = f"http_{status}" if status in (408, 429) else "http_5xx"
+            raise Reconnect(kind, reason, retry_after=_retry_after(resp))
+        if 400 <= status < 500:
+            raise StreamFailed("http_4xx", reason)
+        raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
+
+    async def _connect_and_read(self, deliver: Deliver) -> None:
+        try:
+            resp = await self._open()
+        except _NoMoreEvents:
+            return  # 204: the server says there is nothing more; stop without retrying
+        parser = self.parser
+        parser.new_connection()
+        source, url, observer = self.source, self.url, self.observer
+        delivered_here = 0
+        try:
+            content = resp.content
+            while True:
+                try:
+                    chunk = await content.readany()
+                except TimeoutError:
+                    raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
+                except aiohttp.ClientPayloadError:
+                    raise Reconnect("truncated", f"connection cut mid-stream by {url}") from None
+                except (aiohttp.ClientError, ConnectionError) as exc:
+                    raise Reconnect("network", f"connection lost from {url}: {exc.__class__.__name__}") from None
+                if not chunk:
+                    break
+                arrival = time.monotonic_ns()
+                wall = time.time_ns()
+                observer.on_bytes(source, len(chunk))
+                try:
+                    messages = parser.feed(chunk)
+                except EventTooLargeError as exc:
+                    messages = exc.events
+                    if messages:
+                        await self._deliver(deliver, messages, arrival, wall)
+                    raise StreamFailed("too_large", f"{exc} from {url}") from None
+                if messages:
+                    delivered_here += len(messages)
+                    await self._deliver(deliver, messages, arrival, wall)
+        except _NoMoreEvents:
+            return  # stop_on matched: this source is done
+        except Reconnect as exc:
+            if delivered_here and not self._may_resend():
+                raise StreamFailed(
+                    exc.kind,
+                    f"{exc} after {self.report.events} events; not re-sending the {self.request.method} request"
+                    " because the stream carries no event ids",
+                ) from None
+            if self.config.reconnect == "never":
+                raise StreamFailed(exc.kind, str(exc)) from None
+            raise
+        finally:
+            resp.release()
+        # Clean end of the body.
+        if self.config.reconnect == "always":
+            if not self._may_resend():
+                return
+            raise Reconnect("clean_end", f"stream ended by {url}", counts_as_failure=delivered_here == 0)
+
+    def _may_resend(self) -> bool:
+        """A non-GET request that delivered events is resumed only if the stream has ids."""
+        return self.request.method.upper() == "GET" or self.report.events == 0 or bool(self.parser.last_event_id)
+
+    async def _deliver(self, deliver: Deliver, messages, arrival: int, wall: int) -> None:
+        stop_on = self.config.stop_on
+        if stop_on is not None:
+            for index, m in enumerate(messages):
+                if m.data == stop_on:
+                    messages = messages[:index]
+                    self.stopped_by_stop_on = True
+                    break
+        source, url = self.source, self.url
+        batch = [Event(source, url, m.type, m.data, m.id, arrival, wall, 0, False, m.own_id) for m in messages]
+        if batch:
+            self.report.events += len(batch)
+            self.policy.delivered()
+            await deliver(batch)
+        if self.stopped_by_stop_on:
+            raise _NoMoreEvents()
+
+
+class _NoMoreEvents(Exception):
+    """HTTP 204: stop cleanly."""
