@@ -104,7 +104,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, *, data_flag: bool = 
                    help="header for --api-key (default Authorization)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; a sub-command's options are only built when it is the one asked
+    for (`command`), so `fanin stream` does not pay for importing the server or the load
+    tester at start-up."""
     parser = _Parser(prog="fanin", description="Read many Server-Sent Events streams as one ordered stream.")
     parser.add_argument("--version", action="version", version=f"fanin {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -136,18 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long --order-by holds events (default 500 ms)")
     g.add_argument("--dedup", action="store_true", help="drop events whose own id repeats one already seen")
 
-    from .server import add_serve_arguments
-
     sv = sub.add_parser("serve", help="run the built-in SSE server (demo, tests, load targets)")
-    add_serve_arguments(sv)
+    if command == "serve":
+        from .server import add_serve_arguments
+
+        add_serve_arguments(sv)
 
     d = sub.add_parser("demo", help="built-in server + fan-in of three live streams; ends by itself")
     d.add_argument("--format", choices=FORMATS, default=None)
 
-    from .load import add_load_arguments
-
     ld = sub.add_parser("load", help="load-test SSE servers with many concurrent streams")
-    add_load_arguments(ld)
+    if command == "load":
+        from .load import add_load_arguments
+
+        add_load_arguments(ld)
     return parser
 
 
@@ -251,7 +256,8 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -20,21 +20,28 @@ def iso_utc(epoch_seconds: float) -> str:
 
 
 class _WallClock:
-    """Formats wall-clock stamps, reusing the formatted second so a busy stream does not
-    pay for a datetime per event (only the microseconds change within one second)."""
+    """Formats wall-clock stamps cheaply: every event of one network read shares one
+    stamp, so the last string is reused, and within one second only the microseconds
+    change, so the formatted second is reused too."""
 
-    __slots__ = ("_second", "_prefix")
+    __slots__ = ("_second", "_prefix", "_last_ns", "_last")
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._last_ns = -1
+        self._last = ""
 
     def format(self, epoch_ns: int) -> str:
+        if epoch_ns == self._last_ns:
+            return self._last
         second, rest = divmod(epoch_ns, 1_000_000_000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{self._prefix}{rest // 1000:06d}Z"
+        self._last_ns = epoch_ns
+        self._last = f"{self._prefix}{rest // 1000:06d}Z"
+        return self._last
 
 
 _clock = _WallClock()

@@ -32,11 +32,11 @@ SATURATION_LAG_MS = 50.0
 SATURATION_CPU_PERCENT = 90.0
 
 HIST_LABELS = {
-    "connect": "connect time",
-    "ttfe": "time to first event",
-    "gap": "inter-event gap",
-    "latency": "end-to-end latency",
-    "lag": "client loop lag",
+    "connect": "connect",
+    "ttfe": "first event",
+    "gap": "event gap",
+    "latency": "e2e latency",
+    "lag": "client lag",
 }
 _STATS = ("p50", "p90", "p95", "p99", "max", "mean")
 _THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
@@ -248,7 +248,7 @@ def report_table(report: dict[str, Any]) -> Table:
         + (" - SATURATED: " + "; ".join(client["saturated_by"]) if client["saturated"] else ""),
     )
     percentiles = Table(show_edge=False)
-    percentiles.add_column("metric")
+    percentiles.add_column("metric", no_wrap=True)
     for col in ("count", "p50", "p90", "p95", "p99", "max"):
         percentiles.add_column(col, justify="right")
     for name, stats in report["latency_ms"].items():
@@ -257,7 +257,7 @@ def report_table(report: dict[str, Any]) -> Table:
             f"{stats['count']:,}",
             *(_ms(stats[k]) for k in ("p50", "p90", "p95", "p99", "max")),
         )
-    outer = Table.grid(padding=(1, 0))
+    outer = Table.grid()
     outer.add_row(summary)
     outer.add_row(percentiles)
     for warning in report["warnings"]:

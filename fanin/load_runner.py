@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import aiohttp
 import orjson
 import psutil
 
 from fanin.extract import get_path
 from fanin.load_metrics import LoadMetrics
-from fanin.merge import make_session
 from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
 
 __all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS"]
@@ -165,6 +165,16 @@ class LoadObserver(StreamObserver):
             out.append(latency)
 
 
+def make_load_session() -> aiohttp.ClientSession:
+    """Like the engine's session (no connection cap) but without trust_env: a load test goes
+    straight to the URLs the user gave, never through a proxy from the environment, and
+    skipping the per-request proxy/.netrc lookups is what lets thousands of streams open fast."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False, auto_decompress=True
+    )
+
+
 class LoadRunner:
     """Runs a LoadPlan to its end (duration reached or stop() called) and returns a result dict."""
 
@@ -218,7 +228,7 @@ class LoadRunner:
     async def run(self) -> dict[str, Any]:
         plan = self.plan
         loop = asyncio.get_running_loop()
-        session = make_session()
+        session = make_load_session()
         try:
             rss_base = self._process.memory_info().rss
             start = loop.time()

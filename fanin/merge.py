@@ -10,6 +10,7 @@ events, a source that appended waits before reading again, so memory stays bound
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -116,9 +117,10 @@ class FanIn:
     # ------------------------------------------------------------------ consumer
     async def stream(self) -> AsyncIterator[Item]:
         """Every event and source error, one at a time, in merged order."""
-        async for batch in self.stream_batches():
-            for item in batch:
-                yield item
+        async with contextlib.aclosing(self.stream_batches()) as batches:
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     async def stream_batches(self) -> AsyncIterator[list[Item]]:
         """The merged sequence in lists (one per network read); cheaper for fast consumers.

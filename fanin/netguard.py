@@ -16,6 +16,7 @@ import ipaddress
 import os
 import socket
 import sys
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -124,6 +125,25 @@ class AddressGuard:
             return
         self.check_ip(host)
 
+    def preflight(self, url: str) -> None:
+        """Before a run: refuse IP literals at once, and when the request will go through
+        an HTTP(S) proxy (which resolves the name itself, out of our sight) resolve the name
+        here and judge every address it has."""
+        self.check_url(url)
+        try:
+            parsed = URL(url)
+        except (ValueError, TypeError):
+            return
+        host = parsed.host
+        if not host or not _proxied(parsed):
+            return
+        try:
+            infos = socket.getaddrinfo(host, parsed.port or 80, type=socket.SOCK_STREAM)
+        except OSError:
+            return  # the proxy reports the failure to resolve
+        for info in infos:
+            self.check_ip(info[4][0])
+
     def socket_factory(self, addr_info) -> socket.socket:
         """aiohttp TCPConnector socket_factory: judge the resolved address, then make the socket.
 
@@ -133,6 +153,13 @@ class AddressGuard:
         family, type_, proto, _canon, sockaddr = addr_info
         self.check_ip(sockaddr[0])
         return _socket_class()(family=family, type=type_, proto=proto)
+
+
+def _proxied(url: URL) -> bool:
+    proxies = urllib.request.getproxies()
+    if not proxies.get(url.scheme):
+        return False
+    return not urllib.request.proxy_bypass(url.host or "")
 
 
 def _socket_class():

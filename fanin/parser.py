@@ -1,16 +1,20 @@
 """Sans-IO Server-Sent Events parser: bytes in, events out (WHATWG HTML, "Parsing an event
 stream" and "Interpreting an event stream"; /work/shared/SSE_SPEC.md sections 1-3).
 
-Why it works on bytes: CR, LF and ":" are ASCII, and an ASCII byte can never be part of a
-multi-byte UTF-8 sequence, so splitting the raw bytes at line ends and colons and
-decoding each piece with errors="replace" gives exactly what decoding the whole stream
-first would give. That lets us decode each event's data once, never keep a str copy of
-a line we do not need, and split lines with bytes.split (C speed).
-
-Why blocks: most streams are `data: ...\\n\\n`. Splitting a chunk on b"\\n\\n" hands us one
-block per event; a block that is a single `data:` line becomes an event without the
-general per-line loop. Consecutive blank lines may be merged by that split, which is
-harmless: a dispatch right after a dispatch changes nothing.
+How it stays exact and fast:
+- Line ends are found on the raw bytes (CR/LF normalised per read, bytes.rfind/split,
+  never str.splitlines). CR and LF are ASCII and can never sit inside a multi-byte UTF-8
+  sequence, so decoding all complete lines of a read at once, with errors="replace",
+  gives exactly what decoding the whole stream would. Only the unterminated last line
+  stays bytes (it may stop mid-character) until its end arrives.
+- One decode per read, then str methods, which are several times cheaper per call than
+  their bytes counterparts in CPython.
+- Fast path: most streams are runs of `data: ...\n\n`. When every LF of a run belongs
+  to a "\n\ndata: " separator (two counts prove it), a single split yields every
+  event's data, with no per-line loop at all. Everything else takes the per-line loop.
+- Limits: a line (bytes, checked on the pending tail after each read without rescanning
+  it) or one event's data (decoded characters, i.e. bytes for ASCII) longer than
+  max_line_size raises EventTooLargeError, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ def _decode(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "replace")
+
+
+def _line_too_long(limit: int) -> str:
+    return f"SSE line longer than the limit of {limit} bytes (max_line_size)"
 
 
 class SSEMessage:
@@ -89,7 +97,10 @@ class SSEParser:
         """Start a new response body: forget partial input, keep last_event_id and retry_ms."""
         self._at_start = True  # BOM not decided yet
         self._head = b""  # up to 2 bytes that may still turn out to be a BOM
-        self._tail = b""  # the unterminated line (never contains CR or LF)
+        # The unterminated line, as the pieces that brought it (never holding CR or LF):
+        # kept as a list so a long line arriving in many reads is copied once, not per read.
+        self._tail: list[bytes] = []
+        self._tail_size = 0
         self._swallow_lf = False  # the previous chunk ended with CR: drop an LF that opens the next
         self._reset_event()
 
@@ -109,77 +120,94 @@ class SSEParser:
         when a line or an event's data exceeds max_line_size; the pending event is then
         dropped, and the caller should treat the connection as failed.
         """
+        # Hot path: one call per network read, so it is written inline and uses int
+        # arguments (`13 in chunk`, rfind(10)), far cheaper than their bytes forms.
         out: list[SSEMessage] = []
         try:
-            self._feed(chunk, out)
+            if type(chunk) is not bytes:
+                chunk = bytes(chunk)  # bytearray / memoryview from some transports
+            if self._at_start:
+                head = self._head + chunk if self._head else chunk
+                if len(head) < 3 and _BOM.startswith(head):
+                    self._head = head  # could still be a BOM split across reads
+                    return out
+                self._at_start = False
+                self._head = b""
+                chunk = head[3:] if head.startswith(_BOM) else head
+            if not chunk:
+                return out
+            if self._swallow_lf:
+                self._swallow_lf = False
+                if chunk[0] == 10:
+                    chunk = chunk[1:]
+                    if not chunk:
+                        return out
+            if 13 in chunk:
+                # A CR ends its line at once; remember it so an LF opening the next read
+                # is not taken for a blank line. The tail never holds a CR, so this is safe.
+                self._swallow_lf = chunk[-1] == 13
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+            end = chunk.rfind(10) + 1  # buf[:end] will be the complete lines
+            tail = self._tail
+            if not end:  # still inside one line: look at this read only, never rescan the tail
+                tail.append(chunk)
+                self._tail_size += len(chunk)
+                if self._tail_size > self.max_line_size:
+                    raise EventTooLargeError(_line_too_long(self.max_line_size))
+                return out
+            if tail:
+                end += self._tail_size
+                tail.append(chunk)
+                buf = b"".join(tail)
+                self._tail = tail = []
+                self._tail_size = 0
+            else:
+                buf = chunk
+            if len(buf) > self.max_line_size:
+                self._check_line_sizes(buf, out)
+            if end < len(buf):
+                # The rest may stop inside a multi-byte character: it stays bytes until
+                # its line is complete.
+                tail.append(buf[end:])
+                self._tail_size = len(buf) - end
+                buf = buf[:end]
+            self._process_text(_decode(buf), out)
         except EventTooLargeError as exc:
             exc.events = out
-            self._tail = b""
+            self._tail = []
+            self._tail_size = 0
             self._reset_event()
             raise
         return out
 
-    def _feed(self, chunk: bytes, out: list[SSEMessage]) -> None:
-        if self._at_start:
-            head = self._head + chunk if self._head else bytes(chunk)
-            if len(head) < 3 and _BOM.startswith(head):
-                self._head = head  # could still be a BOM split across reads
-                return
-            self._at_start = False
-            self._head = b""
-            chunk = head[3:] if head.startswith(_BOM) else head
-        if not chunk:
-            return
-        if self._swallow_lf:
-            self._swallow_lf = False
-            if chunk[0] == 10:
-                chunk = chunk[1:]
-                if not chunk:
-                    return
-        if b"\r" in chunk:
-            # A CR ends its line at once; remember it so an LF opening the next read is
-            # not taken for a blank line. The tail never holds a CR, so this is safe.
-            self._swallow_lf = chunk[-1] == 13
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
-        buf = self._tail + chunk if self._tail else chunk
-        if len(buf) > self.max_line_size:
-            self._check_line_sizes(buf, out)
-        end = buf.rfind(b"\n")  # buf[:end] holds the complete lines, buf[end + 1:] the rest
-        if end < 0:
-            self._tail = buf
-            return
-        self._tail = buf[end + 1 :]  # may end inside a multi-byte character: keep it as bytes
-        self._process_text(_decode(buf[:end]), out)
-
     def _process_text(self, text: str, out: list[SSEMessage]) -> None:
-        """Handle complete lines (joined by LF, without the last terminator)."""
+        """Handle complete lines: `text` is non-empty and ends with LF."""
         start = 0
         if self._data or self._type or self._block_has_id:
             # An event is half built: finish it line by line up to its blank line.
-            if text[:1] == "\n" or not text:
-                blank = 0
-            else:
-                blank = text.find("\n\n") + 1
-                if not blank:
-                    self._process_lines(text.split("\n"), out)
-                    return
+            blank = text.find("\n\n") + 1
+            if not blank:
+                self._process_lines(text[:-1].split("\n"), out)
+                return
             self._process_lines(text[:blank].split("\n"), out)
             start = blank + 1
         # Fast path: a run of events that are each one `data: ` line. In that run every
         # LF belongs to a "\n\ndata: " separator, so counting proves the shape and one
         # split yields every event's data.
-        last_sep = text.rfind("\n\n", start)
-        if last_sep > start and text.startswith("data: ", start):
-            run = text[start + 6 : last_sep]
-            if 2 * run.count("\n\ndata: ") == run.count("\n"):
-                lid = self.last_event_id
-                append = out.append
-                for data in run.split("\n\ndata: "):
-                    append(SSEMessage("message", data, lid, False))
-                start = last_sep + 2
-        if start <= len(text):
-            self._process_lines(text[start:].split("\n") if start else text.split("\n"), out)
+        if text.startswith("data: ", start):
+            last_sep = text.rfind("\n\n", start)
+            if last_sep > start:
+                run = text[start + 6 : last_sep]
+                if "\n" not in run:
+                    out.append(SSEMessage("message", run, self.last_event_id, False))
+                    start = last_sep + 2
+                elif 2 * run.count("\n\ndata: ") == run.count("\n"):
+                    lid = self.last_event_id
+                    out += [SSEMessage("message", data, lid, False) for data in run.split("\n\ndata: ")]
+                    start = last_sep + 2
+        if start < len(text):
+            self._process_lines(text[start:-1].split("\n") if start else text[:-1].split("\n"), out)
 
     def _check_line_sizes(self, buf: bytes, out: list[SSEMessage]) -> None:
         """Slow path, only when this read could hold an oversized line: process the lines
@@ -188,9 +216,10 @@ class SSEParser:
         lines = buf.split(b"\n")
         for index, line in enumerate(lines):
             if len(line) > limit:
-                self._tail = b""
+                self._tail = []
+                self._tail_size = 0
                 self._process_lines(_decode(b"\n".join(lines[:index])).split("\n") if index else [], out)
-                raise EventTooLargeError(f"SSE line longer than the limit of {limit} bytes (max_line_size)")
+                raise EventTooLargeError(_line_too_long(limit))
 
     # ------------------------------------------------------------- per line
 

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 MISSING: Any = object()
+READ_SIZE = 65536  # bytes per read: bounds one batch (and so the merger's memory per source)
 RECONNECT_MODES = ("error", "always", "never")
 AUTH_TYPES = ("none", "bearer", "api_key")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -330,7 +331,7 @@ class SSEStream:
             content = resp.content
             while True:
                 try:
-                    chunk = await content.readany()
+                    chunk = await content.read(READ_SIZE)
                 except TimeoutError:
                     raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
                 except aiohttp.ClientPayloadError:

@@ -1,0 +1,312 @@
+"""Run engine coroutines from synchronous code, including gevent-patched code (Dify).
+
+Why: `import dify_plugin` patches the process with gevent, so "threads" are greenlets on
+one OS thread, and two tool invocations that each call `asyncio.run()` collide. Here ONE
+asyncio loop runs on ONE real OS thread (gevent's original `_thread`), shared by every
+caller. Items travel back through a per-call channel; a caller waiting for items sleeps
+on a gevent-aware wakeup (a libev/libuv async watcher of the caller's hub), so the hub
+keeps running (heartbeats, other invocations) while it waits. Without gevent the same
+channel wakes a plain thread.
+
+Closing the iterator (generator close, GeneratorExit, an exception in the caller) or
+passing the deadline cancels the coroutine on the loop and waits for it to finish, so
+its connections are closed before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+from .errors import FaninError
+
+__all__ = ["Bridge", "BridgeDeadline", "get_bridge", "gevent_active"]
+
+T = TypeVar("T")
+_CANCEL_GRACE = 10.0  # seconds a cancelled coroutine gets to close its connections
+
+
+class BridgeDeadline(FaninError):
+    """The call ran past its deadline and was cancelled."""
+
+
+def _monkey():
+    return sys.modules.get("gevent.monkey")
+
+
+def gevent_active() -> bool:
+    """True when gevent has patched threading (as `import dify_plugin` does)."""
+    monkey = _monkey()
+    return monkey is not None and monkey.is_module_patched("threading")
+
+
+def _original(module: str, name: str):
+    monkey = _monkey()
+    if monkey is not None and monkey.is_module_patched(module):
+        return monkey.get_original(module, name)
+    return getattr(__import__(module), name)
+
+
+def _start_real_thread(target: Callable[[], None]) -> None:
+    _original("_thread", "start_new_thread")(target, ())
+
+
+class _RealThreadExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor (aiohttp resolves names through it). Under gevent a
+    pooled "thread" would be a greenlet of a hub that never runs on the loop's thread, so
+    each job gets a short-lived real thread instead; nothing lingers after the job."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the awaiting coroutine
+                future.set_exception(exc)
+
+        _start_real_thread(run)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+class _Waker:
+    """Wakes one waiting consumer from another OS thread."""
+
+    def __init__(self) -> None:
+        if gevent_active():
+            import gevent.event
+            from gevent import get_hub
+
+            self._event = gevent.event.Event()
+            self._watcher = get_hub().loop.async_()
+            self._watcher.start(self._event.set)
+            self.notify = self._watcher.send  # thread-safe by design
+        else:
+            import threading
+
+            self._event = threading.Event()
+            self._watcher = None
+            self.notify = self._event.set
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def wait(self, timeout: float | None) -> None:
+        self._event.wait(timeout)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+
+
+class _Channel:
+    """Loop thread -> consumer hand-off: a deque plus a coalesced wakeup per loop tick.
+
+    The producer pauses once `limit` items wait (backpressure), and the consumer lets it
+    go on once it has drained them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.items: deque = deque()
+        self.done = False
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.waker = _Waker()
+        self._wake_scheduled = False
+        self._space: asyncio.Event | None = None  # created on the loop thread
+
+    # producer side (loop thread)
+    def _flush_wake(self) -> None:
+        self._wake_scheduled = False
+        self.waker.notify()
+
+    def wake_soon(self) -> None:
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self.loop.call_soon(self._flush_wake)
+
+    async def put(self, item: Any) -> None:
+        self.items.append(item)
+        self.wake_soon()
+        if len(self.items) >= self.limit:
+            if self._space is None:
+                self._space = asyncio.Event()
+            self._space.clear()
+            await self._space.wait()
+
+    def finish(self, error: BaseException | None = None, result: Any = None) -> None:
+        self.error = error
+        self.result = result
+        self.done = True
+        self.waker.notify()
+
+    # consumer side
+    def release_space(self) -> None:
+        if self._space is not None:
+            self.loop.call_soon_threadsafe(self._space.set)
+
+
+class Bridge:
+    """One asyncio loop on one real OS thread, shared by every caller of this process."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        lock = _original("_thread", "allocate_lock")()
+        lock.acquire()
+        box: dict[str, Any] = {}
+
+        def run_loop() -> None:
+            loop = asyncio.SelectorEventLoop(_original("selectors", "DefaultSelector")())
+            loop.set_default_executor(_RealThreadExecutor())
+            asyncio.set_event_loop(loop)
+            box["loop"] = loop
+            box["thread_id"] = _original("_thread", "get_ident")()
+            lock.release()
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        _start_real_thread(run_loop)
+        lock.acquire()  # a real lock: held for the few microseconds the loop needs to start
+        self.loop: asyncio.AbstractEventLoop = box["loop"]
+        self.thread_id: int = box["thread_id"]
+
+    @property
+    def alive(self) -> bool:
+        return os.getpid() == self._pid and not self.loop.is_closed()
+
+    def iterate(self, make_agen: Callable[[], AsyncIterator[T]], *, deadline: float | None = None,
+                limit: int = 1024) -> Iterator[T]:
+        """Items of the async generator `make_agen()` (called on the loop thread), yielded to
+        the caller as they arrive. `deadline` is a time.monotonic() value; past it the
+        generator is cancelled and BridgeDeadline raised. Closing this iterator early
+        cancels the generator and returns once it has cleaned up."""
+        channel = _Channel(self.loop, max(1, limit))
+
+        async def pump() -> None:
+            agen = make_agen()
+            try:
+                async for item in agen:
+                    await channel.put(item)
+            finally:
+                await agen.aclose()
+
+        return self._consume(channel, pump, deadline)
+
+    def run(self, make_coro: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
+        """Await `make_coro()` on the loop thread and return its result."""
+        channel = _Channel(self.loop, 1)
+
+        async def once() -> Any:
+            return await make_coro()
+
+        for _ in self._consume(channel, once, deadline):
+            pass
+        return channel.result
+
+    def _consume(self, channel: _Channel, body: Callable[[], Awaitable[Any]], deadline: float | None):
+        task_box: dict[str, asyncio.Task] = {}
+
+        async def runner() -> None:
+            try:
+                result = await body()
+            except asyncio.CancelledError:
+                channel.finish()
+                raise
+            except BaseException as exc:  # handed to the consumer, raised there
+                channel.finish(error=exc)
+            else:
+                channel.finish(result=result)
+
+        def on_done(_task: asyncio.Task) -> None:
+            if not channel.done:  # cancelled before it ever ran
+                channel.finish()
+
+        def start() -> None:
+            task = self.loop.create_task(runner())
+            task.add_done_callback(on_done)
+            task_box["task"] = task
+
+        def cancel() -> None:
+            task = task_box.get("task")
+            if task is not None and not task.done():
+                task.cancel()
+
+        def generator() -> Iterator[Any]:
+            self.loop.call_soon_threadsafe(start)
+            finished = False
+            try:
+                while True:
+                    channel.waker.clear()
+                    items = channel.items
+                    if items:
+                        batch = list(items)
+                        for _ in range(len(batch)):
+                            items.popleft()
+                        channel.release_space()
+                        yield from batch
+                        continue
+                    if channel.done:
+                        finished = True
+                        break
+                    timeout = None
+                    if deadline is not None:
+                        timeout = deadline - time.monotonic()
+                        if timeout <= 0:
+                            raise BridgeDeadline("the call ran past its deadline and was stopped")
+                    channel.waker.wait(timeout)
+                if channel.error is not None:
+                    error = channel.error
+                    channel.error = None
+                    raise error
+            finally:
+                if not finished:
+                    self.loop.call_soon_threadsafe(cancel)
+                    grace_end = time.monotonic() + _CANCEL_GRACE
+                    while not channel.done and time.monotonic() < grace_end:
+                        channel.waker.clear()
+                        channel.release_space()
+                        if channel.done:
+                            break
+                        channel.waker.wait(min(0.5, grace_end - time.monotonic()))
+                channel.items.clear()
+                channel.waker.close()
+
+        return generator()
+
+
+_bridge: Bridge | None = None
+_bridge_lock = None
+
+
+def get_bridge() -> Bridge:
+    """The process-wide bridge, started on first use (and again after a fork)."""
+    global _bridge, _bridge_lock
+    if _bridge is not None and _bridge.alive:
+        return _bridge
+    if _bridge_lock is None:
+        _bridge_lock = _original("_thread", "allocate_lock")()
+    # Greenlets of one hub never preempt each other between these lines, and plain
+    # threads are serialised by the lock, so at most one loop thread is started.
+    with _bridge_lock:
+        if _bridge is None or not _bridge.alive:
+            _bridge = Bridge()
+    return _bridge

@@ -1,0 +1,403 @@
+"""`fanin load URL [URL ...]`: load-test SSE servers with many concurrent streams.
+
+Opens -c streams spread over the URLs (optionally ramped up or rate-limited), holds them for
+-d, and reports connections, time to first event, inter-event gaps, end-to-end latency (from a
+send timestamp inside each event's JSON), events/s, bytes/s, reconnects and errors by kind,
+with HDR-histogram percentiles. `--workers K` splits the slots over K processes and merges
+their histograms exactly. `--threshold` turns the report into a CI check (exit 1 on breach).
+
+Wiring: the CLI calls `add_load_arguments(subparser)` and `run_load(args)`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import queue as queue_module
+import resource
+import signal
+import sys
+import time
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.live import Live
+
+from fanin.durations import parse_duration
+from fanin.errors import FaninError, UsageError
+from fanin.extract import parse_path
+from fanin.load_metrics import LoadMetrics
+from fanin.load_report import (
+    build_report,
+    evaluate_thresholds,
+    parse_threshold,
+    progress_table,
+    report_table,
+)
+from fanin.redact import redact_url
+
+__all__ = ["add_load_arguments", "run_load", "main"]
+
+FD_RESERVE = 64  # files a process needs besides its sockets (stdio, event loop, imports)
+LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("urls", nargs="+", metavar="URL", help="SSE endpoints; connections are spread over them")
+    run = parser.add_argument_group("load")
+    run.add_argument("-c", "--connections", type=int, default=10, help="concurrent streams (default 10)")
+    run.add_argument("-d", "--duration", default="10s", help="how long to hold them: 30s, 2m, 500ms (default 10s)")
+    run.add_argument("--ramp-up", default="0s", help="spread the opening of the connections over this time")
+    run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
+    run.add_argument("--workers", type=int, default=1, help="processes to run (use every core); histograms are merged")
+    from fanin.cli import header_pair, query_pair  # the same parsing as `fanin stream`
+
+    req = parser.add_argument_group("request (as in fanin stream)")
+    req.add_argument("-X", "--method", default="GET")
+    req.add_argument("-H", "--header", action="append", type=header_pair, default=[], metavar="'K: V'")
+    req.add_argument("--query", action="append", type=query_pair, default=[], metavar="K=V")
+    req.add_argument("--body", dest="data", default=None, help="raw body; @FILE reads a file (-d is the duration)")
+    req.add_argument("--json-body", default=None, metavar="JSON", help="JSON request body (--json is the report file)")
+    req.add_argument("--bearer", default=None, metavar="TOKEN", help="Authorization: Bearer TOKEN (or FANIN_BEARER)")
+    req.add_argument("--api-key", default=None, metavar="TOKEN", help="API-key header value (or FANIN_API_KEY)")
+    req.add_argument("--api-key-header", default="Authorization", metavar="NAME")
+    req.add_argument("--timeout", default="30s", help="connect timeout (default 30s)")
+    req.add_argument("--idle-timeout", default=None, help="reconnect a stream silent for this long")
+    req.add_argument("--retries", type=int, default=3, help="consecutive failures before a stream gives up")
+    req.add_argument("--reconnect", choices=("error", "always", "never"), default="error")
+    out = parser.add_argument_group("measurement and output")
+    out.add_argument("--latency-field", default=None, metavar="PATH", help="send timestamp in each event's JSON data")
+    out.add_argument("--latency-unit", choices=LATENCY_UNITS, default="auto", help="its unit (auto: by magnitude)")
+    out.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON ('-' for stdout)")
+    out.add_argument("--threshold", action="append", default=[], metavar="EXPR", help="e.g. 'p99_ttfe<500ms' (repeatable)")
+    out.add_argument("--no-progress", action="store_true", help="no live display (also off when stderr is not a TTY)")
+
+
+# --------------------------------------------------------------------------- options
+def _build_requests(args: argparse.Namespace) -> list:
+    """One validated Request per URL, built exactly as `fanin stream` builds them."""
+    from fanin.cli import requests_from_args
+
+    if args.json_body is not None:
+        try:
+            orjson.loads(args.json_body)
+        except orjson.JSONDecodeError:
+            raise UsageError("--json-body is not valid JSON") from None
+    requests = requests_from_args(args)
+    for request in requests:
+        if getattr(args, "body_bytes", None) is not None:  # read once by run_load (a file or stdin)
+            request.body = args.body_bytes
+        request.validate()
+    return requests
+
+
+def _build_config(args: argparse.Namespace):
+    from fanin.stream import StreamConfig
+
+    config = StreamConfig(
+        connect_timeout=parse_duration(args.timeout, option="--timeout"),
+        idle_timeout=parse_duration(args.idle_timeout, option="--idle-timeout") if args.idle_timeout else None,
+        retries=args.retries,
+        reconnect=args.reconnect,
+    )
+    config.validate()
+    return config
+
+
+def _start_offsets(total: int, ramp_up: float, rate: float | None) -> list[float]:
+    """When each global slot opens: evenly over the ramp-up, and no faster than --rate."""
+    step = ramp_up / total if ramp_up > 0 else 0.0
+    if rate:
+        step = max(step, 1.0 / rate)
+    return [i * step for i in range(total)]
+
+
+def _raise_fd_limit(needed: int) -> int:
+    """Raise the soft open-files limit toward `needed` (up to the hard limit); returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 30
+
+
+def _check_reachable(connections: int, workers: int, urls: list[str]) -> list[str]:
+    """Fail fast when -c cannot be reached; return warnings about limits that may bite."""
+    per_process = -(-connections // workers)
+    needed = per_process + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = hard if hard != resource.RLIM_INFINITY else 1 << 30
+    if needed > ceiling:
+        most = max(0, ceiling - FD_RESERVE) * workers
+        raise UsageError(
+            f"-c {connections} cannot be reached: each process needs about {needed} open files but the hard "
+            f"limit is {ceiling} (at most ~{most} connections with --workers {workers}); raise it "
+            f"(ulimit -Hn) or add --workers"
+        )
+    warnings = []
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        ports = high - low + 1
+        per_target = -(-connections // len(urls))
+        if per_target > ports:
+            warnings.append(
+                f"{per_target} connections per URL exceed the {ports} local ports available per "
+                f"server address; connections beyond that will fail"
+            )
+    except (OSError, ValueError):
+        pass
+    return warnings
+
+
+def _settings(args: argparse.Namespace, duration: float, ramp_up: float) -> dict[str, Any]:
+    return {
+        "connections": args.connections,
+        "duration_s": duration,
+        "ramp_up_s": ramp_up,
+        "rate": args.rate,
+        "workers": args.workers,
+        "method": args.method.upper(),
+        "reconnect": args.reconnect,
+        "retries": args.retries,
+        "connect_timeout_s": parse_duration(args.timeout, option="--timeout"),
+        "idle_timeout_s": parse_duration(args.idle_timeout, option="--idle-timeout") if args.idle_timeout else None,
+        "latency_field": args.latency_field,
+        "latency_unit": args.latency_unit,
+    }
+
+
+# --------------------------------------------------------------------------- running
+def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], duration: float):
+    from fanin.load_runner import LoadPlan
+
+    return LoadPlan(
+        requests=_build_requests(args),
+        config=_build_config(args),
+        slots=slots,
+        start_offsets=[offsets[s] for s in slots],
+        total_slots=args.connections,
+        duration=duration,
+        latency_path=parse_path(args.latency_field) if args.latency_field else None,
+        latency_unit=args.latency_unit,
+    )
+
+
+async def _run_plan(plan, progress) -> dict[str, Any]:
+    from fanin.load_runner import LoadRunner
+
+    runner = LoadRunner(plan, progress)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, runner.stop)
+        loop.add_signal_handler(signal.SIGTERM, runner.stop)
+    except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+        pass
+    return await runner.run()
+
+
+def _worker_main(args: argparse.Namespace, index: int, offsets: list[float], duration: float, channel) -> None:
+    """Entry point of one --workers process: run its slots, stream snapshots to the parent."""
+    try:
+        _raise_fd_limit(-(-args.connections // args.workers) + FD_RESERVE)
+        slots = list(range(index, args.connections, args.workers))
+        plan = _plan(args, slots, offsets, duration)
+
+        def progress(metrics: LoadMetrics, elapsed: float) -> None:
+            channel.put(("progress", index, metrics.snapshot()))
+
+        result = asyncio.run(_run_plan(plan, progress))
+        channel.put(("final", index, result))
+    except BaseException as exc:  # report, never a traceback
+        channel.put(("crash", index, f"{exc.__class__.__name__}: {exc}"))
+
+
+class _Progress:
+    """The live display on stderr, fed cumulative metrics once a second."""
+
+    def __init__(self, enabled: bool, duration: float, target: int):
+        self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=True) if enabled else None
+        self.duration, self.target = duration, target
+        self._events, self._when = 0, time.monotonic()
+
+    def __enter__(self):
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def update(self, metrics: LoadMetrics, elapsed: float) -> None:
+        if not self.live:
+            return
+        now = time.monotonic()
+        rate = (metrics.events - self._events) / max(now - self._when, 1e-6)
+        self._events, self._when = metrics.events, now
+        self.live.update(
+            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate)
+        )
+
+
+def _run_single(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float]:
+    plan = _plan(args, list(range(args.connections)), offsets, duration)
+    result = asyncio.run(_run_plan(plan, display.update))
+    return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"]
+
+
+def _run_workers(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float]:
+    ctx = multiprocessing.get_context("spawn")
+    channel = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker_main, args=(args, i, offsets, duration, channel), daemon=True)
+        for i in range(args.workers)
+    ]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the workers stop themselves and report
+    try:
+        for proc in procs:
+            proc.start()
+        latest: dict[int, dict] = {}
+        finals: dict[int, dict] = {}
+        started = time.monotonic()
+        deadline = started + duration + 60 + args.connections / 500
+        while len(finals) < len(procs):
+            try:
+                kind, index, payload = channel.get(timeout=1.0)
+            except queue_module.Empty:
+                if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
+                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report")
+                continue
+            if kind == "crash":
+                raise FaninError(f"load worker {index} failed: {payload}")
+            if kind == "final":
+                finals[index] = payload
+            else:
+                latest[index] = payload
+                if len(latest) == len(procs):
+                    display.update(LoadMetrics.merge(list(latest.values())), time.monotonic() - started)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    results = [finals[i] for i in sorted(finals)]
+    metrics = LoadMetrics.merge([r["snapshot"] for r in results])
+    clients = [r["client"] for r in results]
+    client = {
+        "workers": len(clients),
+        "cpu_percent_max": max(c["cpu_percent_max"] for c in clients),
+        "cpu_percent_mean": round(sum(c["cpu_percent_mean"] for c in clients) / len(clients), 1),
+        "rss_bytes": sum(c["rss_bytes"] for c in clients),
+        "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
+        "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
+    }
+    return metrics, client, max(r["elapsed"] for r in results)
+
+
+def run_load(args: argparse.Namespace) -> int:
+    """Run the load test; 0 ok, 1 a threshold breached or nothing could connect, 2 bad usage."""
+    try:
+        return _run_load(args)
+    except UsageError as exc:
+        print(f"fanin load: error: {exc}", file=sys.stderr)
+        return 2
+    except FaninError as exc:
+        print(f"fanin load: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    duration = parse_duration(args.duration, option="--duration")
+    ramp_up = parse_duration(args.ramp_up, option="--ramp-up")
+    if duration <= 0:
+        raise UsageError("--duration must be more than 0")
+    if args.connections < 1:
+        raise UsageError("-c/--connections must be at least 1")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.rate is not None and args.rate <= 0:
+        raise UsageError("--rate must be a positive number of connections per second")
+    args.workers = min(args.workers, args.connections)
+    thresholds = [parse_threshold(t) for t in args.threshold]
+    if args.latency_field:
+        try:
+            parse_path(args.latency_field)
+        except ValueError as exc:
+            raise UsageError(f"--latency-field: {exc}") from None
+    from fanin.cli import _read_body
+
+    args.body_bytes, args.data = _read_body(args.data), None
+    _build_requests(args)  # validate before starting anything
+    _build_config(args)
+    warnings = _check_reachable(args.connections, args.workers, args.urls)
+    limit = _raise_fd_limit(-(-args.connections // args.workers) + FD_RESERVE)
+    offsets = _start_offsets(args.connections, ramp_up, args.rate)
+    if offsets and offsets[-1] >= duration:
+        warnings.append(
+            f"--ramp-up/--rate open the last connection at {offsets[-1]:.1f}s, after the {duration:g}s run ends"
+        )
+
+    show = not args.no_progress and sys.stderr.isatty()
+    with _Progress(show, duration, args.connections) as display:
+        runner = _run_workers if args.workers > 1 else _run_single
+        metrics, client, elapsed = runner(args, offsets, duration, display)
+    client["nofile_limit"] = limit
+    if metrics.peak_active < args.connections:
+        warnings.append(
+            f"only {metrics.peak_active} of the {args.connections} requested connections were open at once"
+        )
+    report = build_report(
+        metrics,
+        targets=[redact_url(u) for u in args.urls],
+        settings=_settings(args, duration, ramp_up),
+        elapsed_s=elapsed,
+        client=client,
+        warnings=warnings,
+    )
+    results = evaluate_thresholds(report, thresholds)
+    report["thresholds"] = results
+    breached = [r for r in results if not r["ok"]]
+    nothing_connected = metrics.connections_opened == 0
+    report["passed"] = not breached and not nothing_connected
+    _emit(args, report)
+    for r in breached:
+        actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
+        print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
+    if nothing_connected:
+        example = next(iter(report["errors"]["examples"].values()), "no connection opened")
+        print(f"fanin load: error: no connection could be opened ({example})", file=sys.stderr)
+    return 0 if report["passed"] else 1
+
+
+def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if args.json == "-":
+        sys.stdout.buffer.write(blob)
+        sys.stdout.flush()
+        Console(stderr=True).print(report_table(report))
+        return
+    if args.json:
+        try:
+            with open(args.json, "wb") as f:
+                f.write(blob)
+        except OSError as exc:
+            raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
+    Console().print(report_table(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fanin.load ...` (the same as `fanin load ...`)."""
+    parser = argparse.ArgumentParser(prog="fanin load", description=__doc__.split("\n\n")[0])
+    add_load_arguments(parser)
+    return run_load(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

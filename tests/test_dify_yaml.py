@@ -1,0 +1,108 @@
+"""The plugin's YAML loads through the SDK's own models (in a subprocess: importing
+dify_plugin patches the whole process with gevent) and keeps the plugin daemon's
+stricter rules."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LANGS = ("en_US", "zh_Hans", "ja_JP", "pt_BR")
+
+SDK_CHECK = r"""
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from dify_plugin.config.config import DifyPluginEnv
+from dify_plugin.core.plugin_registration import PluginRegistration
+reg = PluginRegistration(DifyPluginEnv())
+provider, provider_cls, tools = reg.tools_mapping["sse_fanin"]
+print(json.dumps({
+    "name": reg.configuration.name, "author": reg.configuration.author, "version": reg.configuration.version,
+    "runner": reg.configuration.meta.runner.version, "entrypoint": reg.configuration.meta.runner.entrypoint,
+    "credentials": len(provider.credentials_schema),
+    "tools": {name: {"class": cls.__name__, "params": [p.name for p in conf.parameters],
+                     "secret": [p.name for p in conf.parameters if p.type.value == "secret-input"],
+                     "outputs": sorted((conf.output_schema or {}).get("properties", {}))}
+              for name, (conf, cls) in tools.items()},
+    "assets": [f.filename for f in reg.files],
+}))
+"""
+
+
+def load(path: str) -> dict:
+    return yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))
+
+
+def test_yaml_loads_through_the_sdk_models():
+    proc = subprocess.run([sys.executable, "-c", SDK_CHECK], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["name"] == "sse_fanin" and got["author"] == "sse-fanin" and got["version"] == "0.1.0"
+    assert got["runner"] == "3.12" and got["entrypoint"] == "main"
+    assert got["credentials"] == 0  # nothing to authorise
+    sse, chat = got["tools"]["sse_request"], got["tools"]["dify_chatflow_sse"]
+    assert sse["params"] == ["url", "method", "headers", "query_params", "body", "auth_type", "auth_token",
+                             "auth_header", "timeout", "idle_timeout", "max_events", "max_duration",
+                             "retry_attempts", "reconnect", "stop_on", "extract", "output_mode"]
+    assert sse["secret"] == ["auth_token"] and chat["secret"] == ["api_key"]
+    assert sse["outputs"] == sorted(["status", "total_events", "connection_duration", "answer", "events",
+                                     "sources", "error"])
+    assert chat["outputs"] == sorted(["answer", "conversation_id", "message_id", "task_id", "usage", "outputs",
+                                      "status", "error"])
+    assert chat["params"][:3] == ["api_base", "api_key", "app_type"]
+    assert "icon.svg" in got["assets"]
+
+
+def _i18n_objects(node, path=""):
+    if isinstance(node, dict):
+        if "en_US" in node:
+            yield path, node
+        for key, value in node.items():
+            yield from _i18n_objects(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _i18n_objects(value, f"{path}[{index}]")
+
+
+def test_daemon_rules_versions_author_i18n_icons():
+    manifest = load("manifest.yaml")
+    assert re.fullmatch(r"[a-z0-9_-]{1,64}", manifest["author"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["version"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["meta"]["version"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["meta"]["minimum_dify_version"])
+    assert manifest["privacy"] == "PRIVACY.md" and (ROOT / "PRIVACY.md").is_file()
+    assert set(manifest["tags"]) == {"utilities", "productivity"} and manifest["repo"].startswith("https://")
+    files = ["manifest.yaml", "provider/sse_fanin.yaml", "tools/sse_request.yaml", "tools/dify_chatflow_sse.yaml"]
+    for path in files:
+        doc = load(path)
+        for where, obj in _i18n_objects(doc):
+            for lang, text in obj.items():
+                assert lang in LANGS, f"{path}{where}: unknown language {lang}"
+                assert isinstance(text, str) and 0 < len(text) < 1024, f"{path}{where}.{lang}"
+        for where, obj in _i18n_objects({k: v for k, v in doc.items() if k in ("label", "description", "identity")}):
+            if where.endswith(("label", "description", "human")) and "parameters" not in where:
+                assert set(obj) == set(LANGS), f"{path}{where} lacks a language"
+    provider = load("provider/sse_fanin.yaml")
+    for doc in (manifest, provider["identity"]):
+        assert (ROOT / "_assets" / doc["icon"]).is_file()
+    assert provider["identity"]["author"] == manifest["author"]
+    for tool in provider["tools"]:
+        doc = load(tool)
+        assert doc["identity"]["author"] == manifest["author"]
+        assert (ROOT / doc["extra"]["python"]["source"]).is_file()
+        assert len(doc["description"]["llm"]) < 1024
+        for param in doc["parameters"]:
+            assert set(param["label"]) == set(LANGS) and set(param["human_description"]) == set(LANGS)
+            assert param.get("llm_description")
+
+
+def test_max_duration_is_capped_below_the_daemon_limit():
+    for tool in ("tools/sse_request.yaml", "tools/dify_chatflow_sse.yaml"):
+        params = {p["name"]: p for p in load(tool)["parameters"]}
+        assert params["max_duration"]["default"] == 300 and params["max_duration"]["max"] < 600

@@ -1,0 +1,18 @@
+"""Dify tool `dify_chatflow_sse`: call a Dify app's streaming API and return only the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from dify_plugin import Tool
+from dify_plugin.entities.tool import ToolInvokeMessage
+
+from tools.chatflow_core import plan_chatflow, run_chatflow
+from tools.messages import to_messages
+
+
+class DifyChatflowSseTool(Tool):
+    def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
+        user_id = self.runtime.user_id if self.runtime else None
+        yield from to_messages(self, lambda: run_chatflow(plan_chatflow(tool_parameters, user_id)))

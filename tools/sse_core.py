@@ -1,0 +1,240 @@
+"""The `sse_request` tool without Dify: parameters -> engine run -> outputs.
+
+Outputs are plain tuples so the Tool class stays a thin adapter and this logic is
+tested in-process: ("text", str) while events arrive, then ("variable", name, value)
+for each output variable, then ("json", summary). A total failure with no events raises
+ToolFailure (one clear line, no secrets) so Dify's fail branch works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from fanin.bridge import BridgeDeadline, get_bridge
+from fanin.errors import FaninError
+from fanin.events import SourceError, Summary
+from fanin.extract import get_path, parse_path
+from fanin.merge import FanIn, make_session
+from fanin.netguard import AddressGuard, guard_from_env
+from fanin.redact import scrub
+from fanin.stream import MISSING, Request, StreamConfig
+
+from tools import params as P
+
+__all__ = ["ToolFailure", "SsePlan", "plan_sse_request", "run_sse_request", "run_fanin",
+           "MAX_DURATION_CAP", "MESSAGE_BUDGET", "Output"]
+
+Output = tuple
+MAX_DURATION_CAP = 590.0  # stays under the plugin daemon's 600 s execution ceiling
+MESSAGE_BUDGET = 4 * 1024 * 1024  # bytes per variable; the daemon's line limit is 5 MiB
+TEXT_PIECE = 256 * 1024  # characters per text message (at most 1 MiB of UTF-8)
+OUTPUT_MODES = ("data", "extract", "ndjson")
+SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "signature", "password")
+
+
+class ToolFailure(Exception):
+    """The run failed as a whole; str() is the one line the user sees."""
+
+
+@dataclass
+class SsePlan:
+    requests: list[Request]
+    config: StreamConfig
+    max_events: int | None
+    max_duration: float
+    stop_on: str | None
+    extract: tuple[str, ...] | None
+    output_mode: str
+    secrets: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _secrets_of(headers: list[tuple[str, str]], token: str) -> tuple[str, ...]:
+    found = [token] if token else []
+    for name, value in headers:
+        if value and any(word in name.lower() for word in SECRET_HEADER_WORDS):
+            found.append(value)
+            if " " in value:  # "Bearer abc": the credential part alone too
+                found.append(value.split(" ", 1)[1])
+    return tuple(s for s in found if len(s) >= 3)
+
+
+def plan_sse_request(p: dict[str, Any]) -> SsePlan:
+    """Validate every parameter up front; raises ValueError (one line, no secrets)."""
+    urls = P.split_urls(p.get("url"))
+    method = (P.text(p, "method").strip() or "GET").upper()
+    headers = P.parse_pairs(p.get("headers"), "headers")
+    query = P.parse_pairs(p.get("query_params"), "query_params", allow_equals=True)
+    json_body, raw_body = P.parse_body(p.get("body"))
+    auth_type = P.choice(p, "auth_type", ("none", "bearer", "api_key"), "none")
+    token = P.text(p, "auth_token").strip()
+    if auth_type != "none" and not token:
+        raise ValueError(f"auth_token: auth_type {auth_type} needs a token")
+    auth_header = P.text(p, "auth_header").strip() or "Authorization"
+    header_map: dict[str, str] = {}
+    for name, value in headers:
+        header_map[name] = value
+    if raw_body is not None and not any(k.lower() == "content-type" for k in header_map):
+        header_map["Content-Type"] = "text/plain; charset=utf-8"
+    output_mode = P.choice(p, "output_mode", OUTPUT_MODES, "data")
+    extract_text = P.text(p, "extract").strip()
+    extract = parse_path(extract_text) if extract_text else None
+    config = StreamConfig(
+        connect_timeout=P.number(p, "timeout", 30.0, maximum=MAX_DURATION_CAP),
+        idle_timeout=P.number(p, "idle_timeout", None, maximum=MAX_DURATION_CAP, zero_means_none=True),
+        retries=P.whole_number(p, "retry_attempts", 3, maximum=20),
+        reconnect=P.choice(p, "reconnect", ("error", "always", "never"), "error"),
+        max_line_size=MESSAGE_BUDGET,
+    )
+    requests = [
+        Request(url=url, method=method, headers=dict(header_map), params=list(query),
+                body=raw_body, json=json_body if json_body is not P.MISSING_BODY else MISSING,
+                auth_type=auth_type, auth_token=token or None, auth_header=auth_header)
+        for url in urls
+    ]
+    stop_on = P.text(p, "stop_on")
+    return SsePlan(
+        requests=requests,
+        config=config,
+        max_events=P.whole_number(p, "max_events", 100, minimum=1, maximum=1_000_000),
+        max_duration=P.number(p, "max_duration", 300.0, maximum=MAX_DURATION_CAP),
+        stop_on=stop_on.strip() if stop_on.strip() else None,
+        extract=extract,
+        output_mode=output_mode,
+        secrets=_secrets_of(headers, token),
+    )
+
+
+def _extracted_text(data: str, parts: tuple[str, ...]) -> str | None:
+    try:
+        value = get_path(orjson.loads(data), parts)
+    except orjson.JSONDecodeError:
+        return None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def run_fanin(fan: FanIn, deadline: float) -> Iterator[list]:
+    """Batches of the engine's merged output, through the process-wide bridge."""
+    yield from get_bridge().iterate(fan.stream_batches, deadline=deadline)
+
+
+def new_fanin(requests: list[Request], config: StreamConfig, *, guard: AddressGuard | None = None,
+              **limits: Any) -> FanIn:
+    """A FanIn whose every connection passes the destination guard (see fanin/netguard.py)."""
+    guard = guard or guard_from_env()
+    for request in requests:
+        guard.preflight(request.url)
+    return FanIn(requests, config, connector_factory=lambda: make_session(socket_factory=guard.socket_factory),
+                 **limits)
+
+
+def _split_text(text: str) -> Iterator[str]:
+    for start in range(0, len(text), TEXT_PIECE):
+        yield text[start : start + TEXT_PIECE]
+
+
+def _cap_text(text: str) -> tuple[str, bool]:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= MESSAGE_BUDGET:
+        return text, False
+    return encoded[:MESSAGE_BUDGET].decode("utf-8", "ignore"), True
+
+
+def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iterator[Output]:
+    secrets = plan.secrets
+    try:
+        fan = new_fanin(plan.requests, plan.config, guard=guard, max_events=plan.max_events,
+                        max_duration=plan.max_duration, stop_on=plan.stop_on)
+    except (FaninError, ValueError) as exc:
+        raise ToolFailure(scrub(str(exc), secrets)) from None
+    deadline = time.monotonic() + plan.max_duration + plan.config.connect_timeout + 15
+    answer_parts: list[str] = []
+    events: list[dict[str, Any]] = []
+    events_bytes = 0
+    events_capped = False
+    errors: list[str] = []
+    extract, mode = plan.extract, plan.output_mode
+    try:
+        with contextlib.closing(run_fanin(fan, deadline)) as batches:
+            for batch in batches:
+                live: list[str] = []
+                for item in batch:
+                    if type(item) is SourceError:
+                        errors.append(scrub(f"source {item.source} ({item.url}): {item.error}", secrets))
+                        continue
+                    record = item.to_dict()
+                    if not events_capped:
+                        size = len(orjson.dumps(record)) + 1
+                        if events_bytes + size > MESSAGE_BUDGET:
+                            events_capped = True
+                        else:
+                            events.append(record)
+                            events_bytes += size
+                    if extract is not None:
+                        piece = _extracted_text(item.data, extract)
+                    elif mode in ("data", "ndjson"):
+                        piece = item.data + "\n"
+                    else:
+                        piece = item.data
+                    if piece:
+                        answer_parts.append(piece)
+                    if mode == "ndjson":
+                        live.append(orjson.dumps(record).decode() + "\n")
+                    elif piece:
+                        live.append(piece)
+                if live:
+                    for chunk in _split_text("".join(live)):
+                        yield ("text", chunk)
+    except BridgeDeadline:
+        errors.append("stopped: the run went past max_duration plus its grace period")
+    except FaninError as exc:
+        raise ToolFailure(scrub(str(exc), secrets)) from None
+    summary: Summary | None = fan.summary
+    if summary is None:  # only when the run could not start at all
+        raise ToolFailure("the stream run ended without a summary")
+    for report in summary.sources:
+        if report.error:
+            line = scrub(f"source {report.source} ({report.url}): {report.error}", secrets)
+            if line not in errors:
+                errors.append(line)
+    error_text = "; ".join(errors)
+    if summary.status == "failed" and summary.total_events == 0:
+        raise ToolFailure(error_text or "every source failed")
+    answer, answer_capped = _cap_text("".join(answer_parts))
+    sources = [scrub_dict(r.to_dict(), secrets) for r in summary.sources]
+    yield ("variable", "status", summary.status)
+    yield ("variable", "total_events", summary.total_events)
+    yield ("variable", "connection_duration", summary.connection_duration)
+    yield ("variable", "answer", answer)
+    yield ("variable", "events", events)
+    yield ("variable", "sources", sources)
+    yield ("variable", "error", error_text)
+    record = summary.to_dict()
+    record["sources"] = sources
+    record["summary"] = scrub(record["summary"], secrets)
+    record["error"] = error_text or None
+    record["events_returned"] = len(events)
+    if events_capped:
+        record["events_truncated"] = True
+        record["note"] = (f"events holds the first {len(events)} of {summary.total_events} events:"
+                          f" the rest would pass the {MESSAGE_BUDGET // (1024 * 1024)} MiB message limit")
+    if answer_capped:
+        record["answer_truncated"] = True
+    yield ("json", record)
+
+
+def scrub_dict(record: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    return {k: scrub(v, secrets) if isinstance(v, str) else v for k, v in record.items()}
