@@ -83,6 +83,19 @@ class _RealThreadExecutor(concurrent.futures.ThreadPoolExecutor):
         return None
 
 
+class _BridgeLoop(asyncio.SelectorEventLoop):
+    """Resolves names with the original (unpatched) getaddrinfo: gevent's version would
+    start a hub and a resolver thread pool inside each short-lived executor thread, and
+    those pool threads would outlive the call."""
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await self.run_in_executor(None, _original("socket", "getaddrinfo"), host, port, family, type,
+                                          proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        return await self.run_in_executor(None, _original("socket", "getnameinfo"), sockaddr, flags)
+
+
 class _Waker:
     """Wakes one waiting consumer from another OS thread."""
 
@@ -173,7 +186,7 @@ class Bridge:
         box: dict[str, Any] = {}
 
         def run_loop() -> None:
-            loop = asyncio.SelectorEventLoop(_original("selectors", "DefaultSelector")())
+            loop = _BridgeLoop(_original("selectors", "DefaultSelector")())
             loop.set_default_executor(_RealThreadExecutor())
             asyncio.set_event_loop(loop)
             box["loop"] = loop

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .events import Event
+from .events import Batch
 
 __all__ = ["IdDeduplicator"]
 
@@ -17,16 +17,20 @@ class IdDeduplicator:
         self._seen: dict[int, OrderedDict[str, None]] = {}
         self.dropped = 0
 
-    def admit(self, event: Event) -> bool:
-        if not event.own_id:
-            return True
-        seen = self._seen.get(event.source)
+    def admit(self, batch: Batch) -> list[tuple[str, str, str, bool]]:
+        """The batch's events minus those whose own id this source already delivered."""
+        seen = self._seen.get(batch.source)
         if seen is None:
-            seen = self._seen[event.source] = OrderedDict()
-        if event.event_id in seen:
-            self.dropped += 1
-            return False
-        seen[event.event_id] = None
-        if len(seen) > self.remember:
-            seen.popitem(last=False)
-        return True
+            seen = self._seen[batch.source] = OrderedDict()
+        kept = []
+        for message in batch.messages:
+            if message[3]:  # own id
+                event_id = message[2]
+                if event_id in seen:
+                    self.dropped += 1
+                    continue
+                seen[event_id] = None
+                if len(seen) > self.remember:
+                    seen.popitem(last=False)
+            kept.append(message)
+        return kept

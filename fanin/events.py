@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Event", "SourceError", "SourceReport", "Summary", "iso_utc", "dumps", "to_dict"]
+__all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "iso_utc", "dumps", "to_dict"]
 
 
 def iso_utc(epoch_seconds: float) -> str:
@@ -80,6 +80,40 @@ class Event:
         if self.late:
             d["late"] = True
         return d
+
+
+class Batch:
+    """The events one network read completed for one source: the unit the engine moves.
+
+    Events stay plain (type, data, id, own_id) tuples from the parser until someone asks
+    for Event objects (events()); the NDJSON writer never does, which is most of why the
+    engine is fast. Numbers are consecutive: first_number, first_number + 1, ...
+    """
+
+    __slots__ = ("source", "url", "arrival_ns", "wall_ns", "messages", "first_number", "late")
+
+    def __init__(self, source: int, url: str, arrival_ns: int, wall_ns: int,
+                 messages: list[tuple[str, str, str, bool]], late: bool = False) -> None:
+        self.source = source
+        self.url = url
+        self.arrival_ns = arrival_ns
+        self.wall_ns = wall_ns
+        self.messages = messages
+        self.first_number = 0
+        self.late = late
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def events(self) -> list[Event]:
+        source, url, arrival, wall, late = self.source, self.url, self.arrival_ns, self.wall_ns, self.late
+        return [
+            Event(source, url, t, d, i, arrival, wall, number, late, own)
+            for number, (t, d, i, own) in enumerate(self.messages, self.first_number)
+        ]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.events()]
 
 
 @dataclass(slots=True)

@@ -50,6 +50,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("-d", "--duration", default="10s", help="how long to hold them: 30s, 2m, 500ms (default 10s)")
     run.add_argument("--ramp-up", default="0s", help="spread the opening of the connections over this time")
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
+    run.add_argument("--warmup", default="0s", help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates")
     run.add_argument("--workers", type=int, default=1, help="processes to run (use every core); histograms are merged")
     from fanin.cli import header_pair, query_pair  # the same parsing as `fanin stream`
 
@@ -169,6 +170,7 @@ def _settings(args: argparse.Namespace, duration: float, ramp_up: float) -> dict
         "idle_timeout_s": parse_duration(args.idle_timeout, option="--idle-timeout") if args.idle_timeout else None,
         "latency_field": args.latency_field,
         "latency_unit": args.latency_unit,
+        "warmup_s": parse_duration(args.warmup, option="--warmup"),
     }
 
 
@@ -185,6 +187,7 @@ def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], dura
         duration=duration,
         latency_path=parse_path(args.latency_field) if args.latency_field else None,
         latency_unit=args.latency_unit,
+        warmup=parse_duration(args.warmup, option="--warmup"),
     )
 
 
@@ -245,13 +248,21 @@ class _Progress:
         )
 
 
-def _run_single(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float]:
+def _merge_windows(results: list[dict]) -> dict[str, Any]:
+    return {
+        "from_s": max(r["window"]["from_s"] for r in results),
+        "events": sum(r["window"]["events"] for r in results),
+        "bytes": sum(r["window"]["bytes"] for r in results),
+    }
+
+
+def _run_single(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float, dict]:
     plan = _plan(args, list(range(args.connections)), offsets, duration)
     result = asyncio.run(_run_plan(plan, display.update))
-    return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"]
+    return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"], result["window"]
 
 
-def _run_workers(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float]:
+def _run_workers(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float, dict]:
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
     procs = [
@@ -298,7 +309,7 @@ def _run_workers(args, offsets, duration, display: _Progress) -> tuple[LoadMetri
         "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
         "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
     }
-    return metrics, client, max(r["elapsed"] for r in results)
+    return metrics, client, max(r["elapsed"] for r in results), _merge_windows(results)
 
 
 def run_load(args: argparse.Namespace) -> int:
@@ -318,6 +329,8 @@ def _run_load(args: argparse.Namespace) -> int:
     ramp_up = parse_duration(args.ramp_up, option="--ramp-up")
     if duration <= 0:
         raise UsageError("--duration must be more than 0")
+    if parse_duration(args.warmup, option="--warmup") >= duration:
+        raise UsageError("--warmup must be shorter than --duration")
     if args.connections < 1:
         raise UsageError("-c/--connections must be at least 1")
     if args.workers < 1:
@@ -347,7 +360,7 @@ def _run_load(args: argparse.Namespace) -> int:
     show = not args.no_progress and sys.stderr.isatty()
     with _Progress(show, duration, args.connections) as display:
         runner = _run_workers if args.workers > 1 else _run_single
-        metrics, client, elapsed = runner(args, offsets, duration, display)
+        metrics, client, elapsed, window = runner(args, offsets, duration, display)
     client["nofile_limit"] = limit
     if metrics.peak_active < args.connections:
         warnings.append(
@@ -358,6 +371,7 @@ def _run_load(args: argparse.Namespace) -> int:
         targets=[redact_url(u) for u in args.urls],
         settings=_settings(args, duration, ramp_up),
         elapsed_s=elapsed,
+        window=window,
         client=client,
         warnings=warnings,
     )

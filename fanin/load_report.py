@@ -145,12 +145,14 @@ def build_report(
     targets: list[str],
     settings: dict[str, Any],
     elapsed_s: float,
+    window: dict[str, Any] | None = None,
     client: dict[str, Any],
     warnings: list[str],
 ) -> dict[str, Any]:
     """The whole run as one JSON-ready dict (the --json document and the table's source)."""
     metrics.flush()
-    elapsed = max(elapsed_s, 1e-9)
+    window = window or {"from_s": 0.0, "events": metrics.events, "bytes": metrics.bytes}
+    measured = max(elapsed_s - window["from_s"], 1e-9)  # rates cover the window after --warmup
     errors_total = sum(metrics.errors.values())
     attempts = metrics.connections_opened + metrics.connections_failed
     lag = metrics.hist["lag"].summary_ms()
@@ -180,9 +182,11 @@ def build_report(
         },
         "events": {
             "total": metrics.events,
-            "per_s": round(metrics.events / elapsed, 1),
             "bytes": metrics.bytes,
-            "bytes_per_s": round(metrics.bytes / elapsed, 1),
+            "measured_from_s": window["from_s"],
+            "measured": window["events"],
+            "per_s": round(window["events"] / measured, 1),
+            "bytes_per_s": round(window["bytes"] / measured, 1),
             "latency_missing": metrics.latency_missing,
             "latency_negative": metrics.latency_negative,
         },
@@ -235,7 +239,12 @@ def report_table(report: dict[str, Any]) -> Table:
     summary.add_row(
         "events",
         f"{events['total']:,} ({_count(events['per_s'])}/s), "
-        f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)",
+        f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)"
+        + (
+            f"; rates, gaps and latency measured after a {events['measured_from_s']:.0f} s warm-up"
+            if events["measured_from_s"]
+            else ""
+        ),
     )
     by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
     summary.add_row("errors", f"{errors['total']:,} ({by_kind})")

@@ -19,13 +19,13 @@ import aiohttp
 
 from .dedup import IdDeduplicator
 from .errors import UsageError
-from .events import Event, SourceError, Summary
+from .events import Batch, Event, SourceError, Summary
 from .reorder import EventTimeReorderer
 from .stream import Request, SSEStream, StreamConfig, StreamObserver
 
 __all__ = ["FanIn", "make_session"]
 
-Item = Event | SourceError
+Item = Batch | SourceError
 
 
 def make_session(connector: aiohttp.BaseConnector | None = None, **connector_kwargs) -> aiohttp.ClientSession:
@@ -79,7 +79,7 @@ class FanIn:
         self.summary: Summary | None = None
         self.stopped_by: str | None = None
         self.total_events = 0
-        self._pending: deque[list[Item]] = deque()
+        self._pending: deque[Item] = deque()
         self._pending_events = 0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
@@ -87,16 +87,13 @@ class FanIn:
         self._live = 0
 
     # ------------------------------------------------------------------ producers
-    async def _deliver(self, batch: list[Event]) -> None:
+    async def _deliver(self, batch: Batch) -> None:
         pending = self._pending
-        if pending:
-            last = pending[-1]
-            first = batch[0]
-            # Equal stamps: the lower source index goes first (DESIGN.md "Ordering").
-            if isinstance(last[0], Event) and last[0].arrival_ns == first.arrival_ns and last[0].source > first.source:
-                pending.insert(len(pending) - 1, batch)
-            else:
-                pending.append(batch)
+        last = pending[-1] if pending else None
+        # Equal stamps: the lower source index goes first (DESIGN.md "Ordering").
+        if (type(last) is Batch and last.arrival_ns == batch.arrival_ns  # type: ignore[union-attr]
+                and last.source > batch.source):  # type: ignore[union-attr]
+            pending.insert(len(pending) - 1, batch)
         else:
             pending.append(batch)
         self._pending_events += len(batch)
@@ -109,21 +106,26 @@ class FanIn:
         try:
             report = await stream.run(self._deliver)
             if report.status == "failed":
-                self._pending.append([SourceError(stream.source, stream.url, report.error or "failed")])
+                self._pending.append(SourceError(stream.source, stream.url, report.error or "failed"))
         finally:
             self._live -= 1
             self._wake.set()
 
     # ------------------------------------------------------------------ consumer
-    async def stream(self) -> AsyncIterator[Item]:
+    async def stream(self) -> AsyncIterator[Event | SourceError]:
         """Every event and source error, one at a time, in merged order."""
         async with contextlib.aclosing(self.stream_batches()) as batches:
-            async for batch in batches:
-                for item in batch:
-                    yield item
+            async for chunk in batches:
+                for item in chunk:
+                    if type(item) is Batch:
+                        for event in item.events():
+                            yield event
+                    else:
+                        yield item
 
     async def stream_batches(self) -> AsyncIterator[list[Item]]:
-        """The merged sequence in lists (one per network read); cheaper for fast consumers.
+        """The merged sequence as lists of Batch (one network read of one source, events
+        numbered) and SourceError records; cheaper than stream() for fast consumers.
 
         Closing this generator (aclose, Ctrl-C, a consumer that stops) cancels every
         source and closes every connection before it returns."""
@@ -139,11 +141,12 @@ class FanIn:
         try:
             while True:
                 if self._pending:
-                    batch = self._pending.popleft()
-                    self._pending_events -= len(batch)
-                    if self._pending_events <= self.queue_limit // 2:
-                        self._space.set()
-                    out = self._admit(batch)
+                    item = self._pending.popleft()
+                    if type(item) is Batch:
+                        self._pending_events -= len(item)
+                        if self._pending_events <= self.queue_limit // 2:
+                            self._space.set()
+                    out = self._admit(item)
                     if out:
                         yield out
                     if self.stopped_by:
@@ -190,31 +193,41 @@ class FanIn:
             timeout = due if timeout is None else min(timeout, due)
         return timeout
 
-    def _admit(self, batch: list[Item]) -> list[Item]:
-        """De-duplicate, reorder and number one batch; apply max_events."""
+    def _admit(self, item: Item) -> list[Item]:
+        """De-duplicate, reorder and number one queued item; apply max_events."""
+        if type(item) is not Batch:
+            return [item]
         if self.dedup is not None:
-            batch = [item for item in batch if not isinstance(item, Event) or self.dedup.admit(item)]
+            item.messages = self.dedup.admit(item)
+            if not item.messages:
+                return []
         if self.reorder is not None:
-            errors = [item for item in batch if not isinstance(item, Event)]
-            self.reorder.push([item for item in batch if isinstance(item, Event)])
-            return errors + self._number(self.reorder.release(time.monotonic_ns()))
-        return self._number(batch)
+            self.reorder.push(item.events())
+            return self._number(self.reorder.release(time.monotonic_ns()))
+        return self._number([item])
 
-    def _number(self, batch: list[Item]) -> list[Item]:
-        n = self.total_events
+    def _number(self, items: list) -> list[Item]:
+        """Number events in merged order. Takes Batches, or Events released by the
+        reorderer (each becomes a one-event Batch that keeps its late flag)."""
         limit = self.max_events
-        for index, item in enumerate(batch):
+        out: list[Item] = []
+        for item in items:
             if type(item) is Event:
-                if limit is not None and n >= limit:
+                item = Batch(item.source, item.url, item.arrival_ns, item.wall_ns,
+                             [(item.event_type, item.data, item.event_id, item.own_id)], item.late)
+            if limit is not None:
+                room = limit - self.total_events
+                if room <= 0:
                     self.stopped_by = "max_events"
-                    del batch[index:]
                     break
-                n += 1
-                item.event_number = n
-        self.total_events = n
-        if limit is not None and n >= limit:
+                if len(item.messages) > room:
+                    item.messages = item.messages[:room]
+            item.first_number = self.total_events + 1
+            self.total_events += len(item.messages)
+            out.append(item)
+        if limit is not None and self.total_events >= limit:
             self.stopped_by = "max_events"
-        return batch
+        return out
 
     def _summarise(self, elapsed: float) -> Summary:
         reports = [s.report for s in self.streams]

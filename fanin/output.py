@@ -11,7 +11,7 @@ from typing import Protocol
 
 import orjson
 
-from .events import Event, SourceError, Summary, format_wall_ns
+from .events import Batch, SourceError, Summary, format_wall_ns
 
 __all__ = ["make_writer", "Writer"]
 
@@ -32,24 +32,63 @@ def _error_line(error: SourceError) -> str:
     return f"fanin: source {error.source} failed: {error.error}"
 
 
+def _pct(raw: bytes) -> bytes:
+    return raw.replace(b"%", b"%%")
+
+
 class NdjsonWriter:
-    """stdout holds only JSON lines: events, errors as they happen, the summary last."""
+    """stdout holds only JSON lines: events, errors as they happen, the summary last.
+
+    Hot path: the fields a batch shares (source, url, timestamp, and usually the event
+    type) are encoded once into a %-template, so each event costs one orjson call per
+    string it owns. The bytes equal orjson.dumps(event.to_dict()) (tests check that)."""
 
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout.buffer
-        self._dumps = orjson.dumps
-        self._nl = orjson.OPT_APPEND_NEWLINE
+        self._templates: dict[tuple, bytes] = {}
+
+    def _template(self, batch: Batch, event_type: str) -> bytes:
+        key = (batch.source, batch.wall_ns, event_type, batch.late)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) > 256:
+                self._templates.clear()
+            template = (
+                b'{"type":"event","event_number":%d,"source":' + str(batch.source).encode()
+                + b',"url":' + _pct(orjson.dumps(batch.url))
+                + b',"event_type":' + _pct(orjson.dumps(event_type))
+                + b',"data":%s,"event_id":%s,"timestamp":"' + format_wall_ns(batch.wall_ns).encode() + b'"'
+                + (b',"late":true' if batch.late else b"") + b"}\n"
+            )
+            self._templates[key] = template
+        return template
+
+    def encode(self, batch: Batch) -> bytes:
+        dumps = orjson.dumps
+        messages = batch.messages
+        first_type = messages[0][0]
+        if all(m[0] == first_type for m in messages):
+            fmt = self._template(batch, first_type)
+            return b"".join([fmt % (n, dumps(d), dumps(i)) for n, (_, d, i, _) in enumerate(messages, batch.first_number)])
+        template = self._template
+        return b"".join([
+            template(batch, t) % (n, dumps(d), dumps(i))
+            for n, (t, d, i, _) in enumerate(messages, batch.first_number)
+        ])
 
     def batch(self, items: list) -> None:
-        dumps, nl = self._dumps, self._nl
-        self.out.write(b"".join([dumps(item.to_dict(), option=nl) for item in items]))
-        self.out.flush()
+        parts = []
         for item in items:
-            if type(item) is SourceError:
+            if type(item) is Batch:
+                parts.append(self.encode(item))
+            else:
+                parts.append(orjson.dumps(item.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
                 _stderr_line(_error_line(item))
+        self.out.write(b"".join(parts))
+        self.out.flush()
 
     def summary(self, summary: Summary) -> None:
-        self.out.write(orjson.dumps(summary.to_dict(), option=self._nl))
+        self.out.write(orjson.dumps(summary.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
         self.out.flush()
 
     def close(self) -> None:
@@ -67,8 +106,11 @@ class TextWriter:
     def batch(self, items: list) -> None:
         lines = []
         for item in items:
-            if type(item) is Event:
-                lines.append(f"[{item.source}] {item.data}" if self.prefixed else item.data)
+            if type(item) is Batch:
+                if self.prefixed:
+                    lines += [f"[{item.source}] {m[1]}" for m in item.messages]
+                else:
+                    lines += [m[1] for m in item.messages]
             else:
                 _stderr_line(_error_line(item))
         if lines:
@@ -94,8 +136,8 @@ class PrettyWriter:
     def batch(self, items: list) -> None:
         from rich.text import Text
 
-        for item in items:
-            if type(item) is Event:
+        for item in [e for i in items for e in (i.events() if type(i) is Batch else [i])]:
+            if type(item) is not SourceError:
                 colour = _SOURCE_COLOURS[item.source % len(_SOURCE_COLOURS)]
                 line = Text()
                 line.append(format_wall_ns(item.wall_ns)[11:23], style="dim")

@@ -21,7 +21,7 @@ import orjson
 from yarl import URL
 
 from .errors import EventTooLargeError, FaninError, UsageError
-from .events import Event, SourceReport
+from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
 from .redact import redact_url, scrub
 from .retry import Reconnect, ReconnectPolicy
@@ -179,7 +179,7 @@ class StreamObserver:
 
 _NULL_OBSERVER = StreamObserver()
 
-Deliver = Callable[[list[Event]], Awaitable[None]]
+Deliver = Callable[[Batch], Awaitable[None]]
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
@@ -344,7 +344,7 @@ class SSEStream:
                 wall = time.time_ns()
                 observer.on_bytes(source, len(chunk))
                 try:
-                    messages = parser.feed(chunk)
+                    messages = parser.feed_tuples(chunk)
                 except EventTooLargeError as exc:
                     messages = exc.events
                     if messages:
@@ -377,20 +377,18 @@ class SSEStream:
         """A non-GET request that delivered events is resumed only if the stream has ids."""
         return self.request.method.upper() == "GET" or self.report.events == 0 or bool(self.parser.last_event_id)
 
-    async def _deliver(self, deliver: Deliver, messages, arrival: int, wall: int) -> None:
+    async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
         stop_on = self.config.stop_on
         if stop_on is not None:
             for index, m in enumerate(messages):
-                if m.data == stop_on:
+                if m[1] == stop_on:
                     messages = messages[:index]
                     self.stopped_by_stop_on = True
                     break
-        source, url = self.source, self.url
-        batch = [Event(source, url, m.type, m.data, m.id, arrival, wall, 0, False, m.own_id) for m in messages]
-        if batch:
-            self.report.events += len(batch)
+        if messages:
+            self.report.events += len(messages)
             self.policy.delivered()
-            await deliver(batch)
+            await deliver(Batch(self.source, self.url, arrival, wall, messages))
         if self.stopped_by_stop_on:
             raise _NoMoreEvents()
 

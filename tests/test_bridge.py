@@ -124,13 +124,13 @@ def test_slow_consumer_gets_everything_and_producer_is_held_back():
 def test_closing_early_closes_the_engine_connections():
     with ServerThread() as server:
         fan = FanIn([Request(url=server.url("/stream?count=0&rate=200"))])
-        batches = get_bridge().iterate(fan.stream_batches)
+        events = get_bridge().iterate(fan.stream)
         seen = 0
-        for batch in batches:
-            seen += len(batch)
+        for _ in events:
+            seen += 1
             if seen >= 5:
                 break
-        batches.close()
+        events.close()
         assert fan.summary is not None  # the engine finished its cleanup before close() returned
         deadline = time.monotonic() + 5
         while server.stats.snapshot()["open_streams"] and time.monotonic() < deadline:
@@ -189,11 +189,18 @@ report["closed_cleanly"] = cleaned == [True]
 with ServerThread() as server:
     urls = [server.url(f"/stream?count=200&tag={i}") for i in range(3)]
     fan = FanIn([Request(url=u) for u in urls])
-    total = sum(len(b) for b in get_bridge().iterate(fan.stream_batches))
+    total = sum(1 for _ in get_bridge().iterate(fan.stream))
     report["engine_events"] = total
     report["engine_status"] = fan.summary.status
-    report["localhost"] = sum(len(b) for b in get_bridge().iterate(
-        FanIn([Request(url=server.url("/stream?count=7").replace("127.0.0.1", "localhost"))]).stream_batches))
+    report["localhost"] = sum(1 for _ in get_bridge().iterate(
+        FanIn([Request(url=server.url("/stream?count=7").replace("127.0.0.1", "localhost"))]).stream))
+    import os
+    threads_before = len(os.listdir("/proc/self/task"))
+    for _ in range(20):  # each resolves a name on a short-lived real thread and connects
+        list(get_bridge().iterate(FanIn([Request(url=server.url("/stream?count=2").replace(
+            "127.0.0.1", "localhost"))]).stream))
+    gevent.sleep(0.2)
+    report["os_threads_grew"] = len(os.listdir("/proc/self/task")) - threads_before
 print(json.dumps(report))
 """
 
@@ -211,3 +218,4 @@ def test_under_gevent_greenlets_share_the_loop_and_the_hub_keeps_running():
     assert report["closed_cleanly"] is True
     assert report["engine_events"] == 600 and report["engine_status"] == "completed"
     assert report["localhost"] == 7  # name resolution works from the loop thread under gevent
+    assert report["os_threads_grew"] <= 0  # no thread outlives its invocation

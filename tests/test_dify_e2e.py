@@ -31,17 +31,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def plugin():
+def plugin(tmp_path_factory):
     port = free_port()
+    log = open(tmp_path_factory.mktemp("plugin") / "plugin.log", "w+b")  # a file, so a full pipe never blocks it
     env = dict(os.environ, INSTALL_METHOD="serverless", SERVERLESS_HOST="127.0.0.1", SERVERLESS_PORT=str(port))
     env.pop("BLOCK_PRIVATE_NETWORKS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "main"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             if proc.poll() is not None:
-                raise RuntimeError("plugin exited: " + proc.stdout.read().decode()[-2000:])
+                log.seek(0)
+                raise RuntimeError("plugin exited: " + log.read().decode()[-2000:])
             try:
                 urllib.request.urlopen(base + "/health", timeout=1).read()
                 break
@@ -55,7 +56,7 @@ def plugin():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-        proc.stdout.close()
+        log.close()
 
 
 @pytest.fixture(scope="module")

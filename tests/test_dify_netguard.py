@@ -67,7 +67,7 @@ def test_connect_time_check_sees_the_resolved_name():
         guard.check_url(url)  # nothing to refuse before resolution
         fan = FanIn([Request(url=url)], StreamConfig(retries=0),
                     connector_factory=lambda: make_session(socket_factory=guard.socket_factory))
-        items = [i for b in get_bridge().iterate(fan.stream_batches) for i in b]
+        items = list(get_bridge().iterate(fan.stream))
         assert fan.summary.status == "failed"
         assert "BLOCK_PRIVATE_NETWORKS" in fan.summary.sources[0].error
         assert server.stats.snapshot()["total_requests"] == 0
@@ -75,7 +75,7 @@ def test_connect_time_check_sees_the_resolved_name():
         # and the same run is allowed by default
         open_guard = AddressGuard()
         fan = FanIn([Request(url=url)], connector_factory=lambda: make_session(socket_factory=open_guard.socket_factory))
-        assert sum(len(b) for b in get_bridge().iterate(fan.stream_batches)) == 3
+        assert sum(1 for _ in get_bridge().iterate(fan.stream)) == 3
 
 
 class _RecordingGuard(AddressGuard):
@@ -112,7 +112,7 @@ def test_every_redirect_hop_is_judged_at_connect_time():
             guard = _RecordingGuard(refuse_port=server.port)
             fan = FanIn([Request(url=f"http://127.0.0.1:{port}/hop")], StreamConfig(retries=0),
                         connector_factory=lambda: make_session(socket_factory=guard.socket_factory))
-            items = [i for b in get_bridge().iterate(fan.stream_batches) for i in b]
+            items = list(get_bridge().iterate(fan.stream))
             assert [type(i).__name__ for i in items] == ["SourceError"]
             assert ("127.0.0.1", port) in guard.judged
             assert any(p == server.port for _, p in guard.judged)  # the hop was judged, then refused
@@ -130,3 +130,13 @@ def test_tool_refuses_metadata_url_with_one_clear_line():
     message = str(info.value)
     assert "link-local or cloud-metadata" in message and "\n" not in message
     assert "sekrit-token-123" not in message
+
+
+def test_through_a_proxy_the_target_name_is_resolved_and_judged_first(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(DestinationRefused, match="BLOCK_PRIVATE_NETWORKS"):
+        AddressGuard(block_private=True).preflight("http://localhost:8080/stream")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    AddressGuard(block_private=True).preflight("http://localhost:8080/stream")  # direct: judged at connect time
