@@ -21,21 +21,14 @@ import time
 from typing import Any
 
 import orjson
-from rich.console import Console
-from rich.live import Live
 
 from fanin.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
-from fanin.load_metrics import LoadMetrics
-from fanin.load_report import (
-    build_report,
-    evaluate_thresholds,
-    parse_threshold,
-    progress_table,
-    report_table,
-)
 from fanin.redact import redact_url
+
+# rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
+# building the `fanin` parser never needs them.
 
 __all__ = ["add_load_arguments", "run_load", "main"]
 
@@ -211,7 +204,7 @@ def _worker_main(args: argparse.Namespace, index: int, offsets: list[float], dur
         slots = list(range(index, args.connections, args.workers))
         plan = _plan(args, slots, offsets, duration)
 
-        def progress(metrics: LoadMetrics, elapsed: float) -> None:
+        def progress(metrics, elapsed: float) -> None:
             channel.put(("progress", index, metrics.snapshot()))
 
         result = asyncio.run(_run_plan(plan, progress))
@@ -224,6 +217,9 @@ class _Progress:
     """The live display on stderr, fed cumulative metrics once a second."""
 
     def __init__(self, enabled: bool, duration: float, target: int):
+        from rich.console import Console
+        from rich.live import Live
+
         self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=True) if enabled else None
         self.duration, self.target = duration, target
         self._events, self._when = 0, time.monotonic()
@@ -237,7 +233,9 @@ class _Progress:
         if self.live:
             self.live.__exit__(*exc)
 
-    def update(self, metrics: LoadMetrics, elapsed: float) -> None:
+    def update(self, metrics, elapsed: float) -> None:
+        from fanin.load_report import progress_table
+
         if not self.live:
             return
         now = time.monotonic()
@@ -256,13 +254,17 @@ def _merge_windows(results: list[dict]) -> dict[str, Any]:
     }
 
 
-def _run_single(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float, dict]:
+def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
+    from fanin.load_metrics import LoadMetrics
+
     plan = _plan(args, list(range(args.connections)), offsets, duration)
     result = asyncio.run(_run_plan(plan, display.update))
     return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"], result["window"]
 
 
-def _run_workers(args, offsets, duration, display: _Progress) -> tuple[LoadMetrics, dict, float, dict]:
+def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
+    from fanin.load_metrics import LoadMetrics
+
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
     procs = [
@@ -325,6 +327,8 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def _run_load(args: argparse.Namespace) -> int:
+    from fanin.load_report import build_report, evaluate_thresholds, parse_threshold
+
     duration = parse_duration(args.duration, option="--duration")
     ramp_up = parse_duration(args.ramp_up, option="--ramp-up")
     if duration <= 0:
@@ -379,11 +383,15 @@ def _run_load(args: argparse.Namespace) -> int:
     report["thresholds"] = results
     breached = [r for r in results if not r["ok"]]
     nothing_connected = metrics.connections_opened == 0
-    report["passed"] = not breached and not nothing_connected
+    client_errors = metrics.errors.get("client", 0)
+    report["passed"] = not breached and not nothing_connected and not client_errors
     _emit(args, report)
     for r in breached:
         actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
         print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
+    if client_errors:
+        print(f"fanin load: error: {client_errors} stream(s) stopped on a client-side error "
+              f"({report['errors']['examples'].get('client')})", file=sys.stderr)
     if nothing_connected:
         example = next(iter(report["errors"]["examples"].values()), "no connection opened")
         print(f"fanin load: error: no connection could be opened ({example})", file=sys.stderr)
@@ -391,6 +399,10 @@ def _run_load(args: argparse.Namespace) -> int:
 
 
 def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from fanin.load_report import report_table
+
     blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.json == "-":
         sys.stdout.buffer.write(blob)

@@ -12,12 +12,11 @@ import asyncio
 import gc
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import aiohttp
 import orjson
-import psutil
 
 from fanin.extract import get_path
 from fanin.load_metrics import LoadMetrics
@@ -27,6 +26,23 @@ __all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS"]
 
 UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 TICK_S = 0.1
+
+
+def rss_bytes() -> int:
+    """This process's resident memory now (psutil when installed, else /proc, else the peak)."""
+    try:
+        import psutil
+
+        return psutil.Process(os.getpid()).memory_info().rss
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def guess_unit_ns(value: float) -> float:
@@ -54,7 +70,6 @@ class LoadPlan:
     latency_path: tuple[str, ...] | None = None
     latency_unit: str = "auto"
     warmup: float = 0.0  # seconds: gap/latency/lag histograms and rates start after this
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LoadObserver(StreamObserver):
@@ -187,7 +202,6 @@ class LoadRunner:
         self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit)
         self.stopping = False
         self._stop = asyncio.Event()
-        self._process = psutil.Process(os.getpid())
         self.cpu_percents: list[float] = []
         self.window = {"from_s": 0.0, "events": 0, "bytes": 0}  # counts at the start of the measured window
         self._gc_done = False
@@ -205,8 +219,8 @@ class LoadRunner:
             try:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
-                self.metrics.errors["client"] += 1
-                self.metrics.error_examples.setdefault("client", f"{exc.__class__.__name__}: {exc}")
+                self.observer.on_failure(slot, "client", f"load client error: {exc.__class__.__name__}: {exc}")
+                self.observer.on_end(slot, "failed")
                 return
             if report.status != "completed" or report.events == 0:
                 return  # failed for good, or a clean end with nothing (e.g. 204): leave the slot empty
@@ -253,7 +267,7 @@ class LoadRunner:
         loop = asyncio.get_running_loop()
         session = make_load_session()
         try:
-            rss_base = self._process.memory_info().rss
+            rss_base = rss_bytes()
             start = loop.time()
             tasks = [
                 asyncio.create_task(self._slot(session, slot, delay))
@@ -268,7 +282,7 @@ class LoadRunner:
             # Freeze before teardown so closing connections is not counted as errors.
             self.observer.frozen = True
             self.stopping = True
-            rss_end = self._process.memory_info().rss
+            rss_end = rss_bytes()
             ticker.cancel()
             for task in tasks:
                 task.cancel()

@@ -548,7 +548,8 @@ async def handle_echo(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        key = str(name)  # istr keys are a str subclass orjson refuses
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
     report = {
         "method": request.method,
         "path": request.path,

@@ -189,6 +189,18 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     return None
 
 
+async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
+    """The start of an error response's body on one line (servers such as Dify explain
+    the refusal there). Bounded in size and time; scrubbed of secrets by the caller."""
+    try:
+        async with asyncio.timeout(2):
+            raw = await resp.content.read(limit * 4)
+    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+        return ""
+    text = " ".join(raw.decode("utf-8", "replace").split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 def _content_type_essence(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -206,6 +218,7 @@ class SSEStream:
         self.url = request.display_url
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
+        self._body_excerpt = ""
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size)
         self.policy = ReconnectPolicy(
             retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
@@ -285,6 +298,8 @@ class SSEStream:
         except aiohttp.ClientSSLError as exc:
             raise StreamFailed("tls", f"TLS error talking to {self.url}: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, FaninError):  # a destination guard refused the address
+                raise StreamFailed(getattr(exc.os_error, "kind", "refused"), f"{exc.os_error} ({self.url})") from None
             kind = "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "network"
             reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
             raise Reconnect(kind, f"cannot connect to {self.url}: {reason}") from None
@@ -292,6 +307,8 @@ class SSEStream:
             raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
             raise StreamFailed(getattr(exc, "kind", "refused"), str(exc)) from None
+        if resp.status != 200 and 400 <= resp.status < 500 and resp.status not in (408, 429):
+            self._body_excerpt = await _excerpt(resp)
         self._check_response(resp)
         self.observer.on_connect(self.source, time.monotonic_ns() - start)
         return resp
@@ -315,7 +332,8 @@ class SSEStream:
             kind = f"http_{status}" if status in (408, 429) else "http_5xx"
             raise Reconnect(kind, reason, retry_after=_retry_after(resp))
         if 400 <= status < 500:
-            raise StreamFailed("http_4xx", reason)
+            excerpt, self._body_excerpt = self._body_excerpt, ""
+            raise StreamFailed("http_4xx", f"{reason}: {excerpt}" if excerpt else reason)
         raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
 
     async def _connect_and_read(self, deliver: Deliver) -> None:
