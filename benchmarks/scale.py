@@ -70,7 +70,8 @@ async def measure(n: int, url: str, seconds: float, open_timeout: float) -> dict
     except TimeoutError:
         pass
     open_s = time.monotonic() - start
-    await asyncio.sleep(1.0)  # let the first burst of catch-up events pass
+    # Let the events owed to early streams while later ones were opening drain first.
+    await asyncio.sleep(max(2.0, open_s))
     rss_open = proc.memory_info().rss
     counted["measuring"] = True
     window_start = time.monotonic()

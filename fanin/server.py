@@ -352,13 +352,14 @@ class RateTicker:
         loop = asyncio.get_running_loop()
         origin = loop.time()
         done = 0
+        base = self.tick  # a restarted clock keeps counting up: streams compare against old ticks
         while self._users > 0:
             target = origin + (done + 1) * self.interval
             delay = target - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             done = max(done + 1, int((loop.time() - origin) / self.interval))
-            self.tick = done
+            self.tick = base + done
             wakeup, self._wakeup = self._wakeup, asyncio.Event()
             wakeup.set()
 
