@@ -65,15 +65,11 @@ class NdjsonWriter:
 
     def encode(self, batch: Batch) -> bytes:
         dumps = orjson.dumps
-        messages = batch.messages
-        first_type = messages[0][0]
-        if all(m[0] == first_type for m in messages):
-            fmt = self._template(batch, first_type)
-            return b"".join([fmt % (n, dumps(d), dumps(i)) for n, (_, d, i, _) in enumerate(messages, batch.first_number)])
+        fmt = self._template(batch, "message")
         template = self._template
         return b"".join([
-            template(batch, t) % (n, dumps(d), dumps(i))
-            for n, (t, d, i, _) in enumerate(messages, batch.first_number)
+            (fmt if t == "message" else template(batch, t)) % (n, dumps(d), dumps(i))
+            for n, (t, d, i, _) in enumerate(batch.messages, batch.first_number)
         ])
 
     def batch(self, items: list) -> None:

@@ -1,0 +1,79 @@
+"""Records and their JSON: the NDJSON writer's per-batch templates must give exactly the
+bytes of orjson.dumps(event.to_dict()) for any event, and timestamps keep their shape."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fanin.events import Batch, Event, SourceError, SourceReport, Summary, format_wall_ns
+from fanin.output import NdjsonWriter
+
+texts = st.text(st.characters(codec="utf-8"), max_size=40)
+messages = st.lists(
+    st.tuples(st.one_of(st.just("message"), texts), texts, texts, st.booleans()), min_size=1, max_size=20
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=messages,
+    source=st.integers(0, 10_000),
+    url=st.text(st.characters(codec="utf-8"), min_size=1, max_size=60),
+    wall_ns=st.integers(0, 4_000_000_000_000_000_000),
+    first=st.integers(1, 10**9),
+    late=st.booleans(),
+)
+def test_ndjson_templates_equal_orjson_of_to_dict(messages, source, url, wall_ns, first, late):
+    batch = Batch(source, url, 123, wall_ns, messages, late=late)
+    batch.first_number = first
+    out = io.BytesIO()
+    NdjsonWriter(out).batch([batch])
+    expected = b"".join(orjson.dumps(e.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for e in batch.events())
+    assert out.getvalue() == expected
+
+
+def test_batch_events_are_numbered_and_tagged():
+    batch = Batch(3, "http://h/s", 10, 20, [("message", "a", "1", True), ("tick", "b", "1", False)])
+    batch.first_number = 41
+    events = batch.events()
+    assert [(e.event_number, e.source, e.url, e.event_type, e.data, e.event_id, e.own_id) for e in events] == [
+        (41, 3, "http://h/s", "message", "a", "1", True),
+        (42, 3, "http://h/s", "tick", "b", "1", False),
+    ]
+
+
+def test_timestamps_are_utc_iso_with_microseconds_and_z():
+    now = time.time_ns()
+    stamp = format_wall_ns(now)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    assert format_wall_ns(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456Z"
+    assert format_wall_ns(1_700_000_001_000_000_000) == "2023-11-14T22:13:21.000000Z"
+
+
+def test_error_and_summary_shapes():
+    error = SourceError(1, "http://h/x", "HTTP 404 Not Found from http://h/x", wall_ns=0)
+    assert error.to_dict() == {"type": "error", "status": "failed", "source": 1, "url": "http://h/x",
+                               "error": "HTTP 404 Not Found from http://h/x",
+                               "timestamp": "1970-01-01T00:00:00.000000Z"}
+    summary = Summary("partial", 5, 1.25, [SourceReport(0, "u", "completed", 5, 1), SourceReport(1, "v", "failed",
+                                                                                           0, 0, "boom")],
+                      stopped_by=None, wall_ns=0)
+    d = summary.to_dict()
+    assert list(d) == ["type", "status", "total_events", "connection_duration", "sources", "summary", "timestamp"]
+    assert d["sources"][1] == {"source": 1, "url": "v", "status": "failed", "events": 0, "reconnects": 0,
+                               "error": "boom"}
+    assert d["summary"] == "partial: 5 events from 2 sources in 1.2s, 1 failed"
+    assert Summary("completed", 7, 0.5, [], stopped_by="max_events").to_dict()["stopped_by"] == "max_events"
+
+
+def test_event_to_dict_shape():
+    event = Event(0, "http://h/s", "message", "x", "9", 1, 0, event_number=4)
+    assert list(event.to_dict()) == ["type", "event_number", "source", "url", "event_type", "data", "event_id",
+                                     "timestamp"]
+    assert Event(0, "u", "m", "d", "", 1, 0, late=True).to_dict()["late"] is True
