@@ -284,3 +284,31 @@ def test_bad_config_rejected(config_kw, message):
     with pytest.raises(UsageError) as info:
         FanIn([Request("http://127.0.0.1/x")], StreamConfig(**config_kw))
     assert message in str(info.value)
+
+
+async def test_http_proxy_from_the_environment_is_used(monkeypatch):
+    """HTTP_PROXY is honoured: the request goes to the proxy in absolute form."""
+    import asyncio
+
+    seen: list[bytes] = []
+
+    async def proxy(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+                     b"data: via proxy\n\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        events, _, summary = await collect(Request("http://example.invalid/feed"))
+    finally:
+        server.close()
+    assert [e.data for e in events] == ["via proxy"]
+    assert seen == [b"GET http://example.invalid/feed HTTP/1.1"]
+    assert summary.status == "completed"
