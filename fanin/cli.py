@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import os
 import re
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from . import __version__
+from . import __version__, runloop
 from .errors import FaninError, UsageError
 from .output import make_writer
 from .parser import DEFAULT_MAX_LINE_SIZE
@@ -26,7 +25,6 @@ from .stream import RECONNECT_MODES, Request, StreamConfig
 __all__ = ["main", "build_parser", "requests_from_args"]
 
 FORMATS = ("ndjson", "text", "pretty")
-UVLOOP_FROM_STREAMS = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -257,20 +255,6 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- main
-def run_async(coro, *, streams: int = 1) -> int:
-    """asyncio.run, on uvloop when it is installed and there are enough streams for its
-    lower cost per network read to repay its import (about 60 ms here)."""
-    gc.freeze()  # start-up objects are permanent: keep the collector's full passes short
-    if streams >= UVLOOP_FROM_STREAMS:
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return asyncio.run(coro, loop_factory=uvloop.new_event_loop)
-    return asyncio.run(coro)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
@@ -280,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "stream":
-            return run_async(run_stream(args), streams=len(args.urls))
+            return runloop.run(run_stream(args), streams=len(args.urls))
         if args.command == "demo":
-            return run_async(run_demo(args))
+            return runloop.run(run_demo(args))
         if args.command == "serve":
             from .server import run_serve
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from fanin import runloop
 from fanin.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
@@ -207,7 +208,7 @@ def _worker_main(args: argparse.Namespace, index: int, offsets: list[float], dur
         def progress(metrics, elapsed: float) -> None:
             channel.put(("progress", index, metrics.snapshot()))
 
-        result = asyncio.run(_run_plan(plan, progress))
+        result = runloop.run(_run_plan(plan, progress), streams=len(slots))
         channel.put(("final", index, result))
     except BaseException as exc:  # report, never a traceback
         channel.put(("crash", index, f"{exc.__class__.__name__}: {exc}"))
@@ -258,7 +259,7 @@ def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict,
     from fanin.load_metrics import LoadMetrics
 
     plan = _plan(args, list(range(args.connections)), offsets, duration)
-    result = asyncio.run(_run_plan(plan, display.update))
+    result = runloop.run(_run_plan(plan, display.update), streams=args.connections)
     return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"], result["window"]
 
 
