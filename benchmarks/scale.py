@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import PYTHON, RESULTS, machine, print_table, save_json, server_process  # noqa: E402
 
+from fanin import runloop  # noqa: E402
+
 SIZES = (1, 10, 100, 1000, 10000)
 
 
@@ -99,7 +101,7 @@ def child_main(opts: argparse.Namespace) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    result = asyncio.run(measure(opts.child, opts.url, opts.seconds, opts.open_timeout))
+    result = runloop.run(measure(opts.child, opts.url, opts.seconds, opts.open_timeout), streams=opts.child)
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
     return 0
 
