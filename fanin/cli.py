@@ -20,7 +20,7 @@ from . import __version__, runloop
 from .errors import FaninError, UsageError
 from .output import make_writer
 from .parser import DEFAULT_MAX_LINE_SIZE
-from .stream import RECONNECT_MODES, Request, StreamConfig
+from .stream import RECONNECT_MODES, Request, StreamConfig, StreamObserver
 
 __all__ = ["main", "build_parser", "requests_from_args"]
 
@@ -223,6 +223,8 @@ async def run_stream(args: argparse.Namespace) -> int:
 async def consume(fan, fmt: str, *, n_sources: int) -> int:
     """Drive a FanIn to its end, writing every record in `fmt`; returns the exit status."""
     writer = make_writer(fmt, n_sources=n_sources)
+    if isinstance(writer, StreamObserver) and fan.observer is None:
+        fan.observer = writer
     try:
         async with contextlib.aclosing(fan.stream_batches()) as batches:
             async for batch in batches:

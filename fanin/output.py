@@ -12,6 +12,7 @@ from typing import Protocol
 import orjson
 
 from .events import Batch, SourceError, Summary, format_wall_ns
+from .stream import StreamObserver
 
 __all__ = ["make_writer", "Writer"]
 
@@ -120,14 +121,16 @@ class TextWriter:
         pass
 
 
-class PrettyWriter:
-    """A readable, coloured live view for people, and a summary table at the end."""
+class PrettyWriter(StreamObserver):
+    """A readable, coloured live view for people, and a summary table at the end. It is
+    also the run's observer, so people see a stream drop and resume as it happens."""
 
     def __init__(self, n_sources: int) -> None:
         from rich.console import Console
 
         self.console = Console(highlight=False, soft_wrap=True)
         self.n_sources = n_sources
+        self._last_failure: dict[int, str] = {}
 
     def batch(self, items: list) -> None:
         from rich.text import Text
@@ -150,6 +153,15 @@ class PrettyWriter:
                 self.console.print(line)
             else:
                 self.console.print(Text(f"[{item.source}] failed: {item.error}", style="bold red"))
+
+    def on_failure(self, source: int, kind: str, message: str) -> None:
+        self._last_failure[source] = message
+
+    def on_reconnect(self, source: int) -> None:
+        from rich.text import Text
+
+        reason = self._last_failure.pop(source, "stream ended")
+        self.console.print(Text(f"[{source}] {reason}; reconnecting", style="yellow"))
 
     def summary(self, summary: Summary) -> None:
         from rich.table import Table

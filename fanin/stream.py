@@ -300,8 +300,12 @@ class SSEStream:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, FaninError):  # a destination guard refused the address
                 raise StreamFailed(getattr(exc.os_error, "kind", "refused"), f"{exc.os_error} ({self.url})") from None
-            kind = "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "network"
-            reason = exc.os_error.strerror or str(exc.os_error) if exc.os_error else str(exc)
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            kind = "refused" if refused else "network"
+            if refused:
+                reason = "connection refused"
+            else:
+                reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
             raise Reconnect(kind, f"cannot connect to {self.url}: {reason}") from None
         except aiohttp.ClientError as exc:
             raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None

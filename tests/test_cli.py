@@ -154,6 +154,22 @@ def test_text_and_pretty_formats(sse_server):
     assert "completed" in out and "id=3" in out
 
 
+def test_pretty_shows_a_stream_dropping_and_resuming(sse_server):
+    url = sse_server.url("/stream?count=6&abort_every=3&retry=5&tag=pretty")
+    result = run("stream", url, "--format", "pretty")
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "connection cut mid-stream" in out and "reconnecting" in out
+    assert "id=6" in out
+
+
+def test_refused_connection_is_named(unused_port):
+    result = run("stream", f"http://127.0.0.1:{unused_port}/x", "--retries", "0", "--format", "ndjson")
+    assert result.returncode == 1
+    assert "connection refused" in _one_line_error(result.stderr)
+
+
+
 def test_post_body_from_stdin_and_headers(sse_server):
     result = run("stream", sse_server.url("/echo"), "-X", "POST", "-d", "@-", "-H", "X-One: 1", "--query", "a=b",
                  "--format", "ndjson", stdin="你好".encode())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import socket
 import time
 
 import orjson
@@ -17,12 +16,6 @@ from fanin.stream import Request, StreamConfig
 
 FAST = dict(default_retry_ms=20, max_backoff=0.1)
 
-
-@pytest.fixture
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def collect(requests, config=None, **kw):
