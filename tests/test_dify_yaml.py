@@ -106,3 +106,14 @@ def test_max_duration_is_capped_below_the_daemon_limit():
     for tool in ("tools/sse_request.yaml", "tools/dify_chatflow_sse.yaml"):
         params = {p["name"]: p for p in load(tool)["parameters"]}
         assert params["max_duration"]["default"] == 300 and params["max_duration"]["max"] < 600
+
+
+def test_package_ships_requirements_txt_as_its_only_dependency_file():
+    """The plugin daemon installs from pyproject.toml (uv sync) when the package has one;
+    ours is the CLI's and lacks dify_plugin, so it must stay out of the .difypkg."""
+    ignored = {line.strip() for line in (ROOT / ".difyignore").read_text().splitlines()}
+    assert "pyproject.toml" in ignored
+    assert "requirements.txt" not in ignored
+    pins = (ROOT / "requirements.txt").read_text()
+    for package in ("dify_plugin==", "aiohttp==", "tenacity==", "orjson=="):
+        assert package in pins
