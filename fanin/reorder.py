@@ -8,6 +8,7 @@ arrives after a later-stamped event already left is still delivered, flagged lat
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from datetime import datetime
 
 from .events import Event
@@ -44,6 +45,8 @@ class EventTimeReorderer:
         self.parts = parse_path(path)
         self.window_ns = int(window_ms * 1e6)
         self._heap: list[tuple[int, int, int, int, Event]] = []
+        self._arrivals: deque[tuple[int, int]] = deque()  # (arrival_ns, seq) in push order = arrival order
+        self._released: set[int] = set()  # seqs that left the heap but not yet the arrivals deque
         self._seq = 0
         self._last_released: int | None = None
 
@@ -58,10 +61,15 @@ class EventTimeReorderer:
                 stamp = event.wall_ns
             self._seq += 1
             heapq.heappush(self._heap, (stamp, event.source, self._seq, event.arrival_ns, event))
+            self._arrivals.append((event.arrival_ns, self._seq))
 
     def next_due_ns(self) -> int:
-        """When the earliest-arrived held event must leave (monotonic ns)."""
-        return min(entry[3] for entry in self._heap) + self.window_ns
+        """When the earliest-arrived held event must leave (monotonic ns). Events are pushed
+        in arrival order, so that is the oldest pushed one not yet released: amortised O(1)."""
+        arrivals, released = self._arrivals, self._released
+        while arrivals[0][1] in released:
+            released.discard(arrivals.popleft()[1])
+        return arrivals[0][0] + self.window_ns
 
     def release(self, now_ns: int) -> list[Event]:
         """Events whose window has passed, in event-time order. The head of the heap leaves
@@ -76,10 +84,13 @@ class EventTimeReorderer:
         out = []
         while self._heap:
             out.append(self._pop())
+        self._arrivals.clear()
+        self._released.clear()
         return out
 
     def _pop(self) -> Event:
-        stamp, _, _, _, event = heapq.heappop(self._heap)
+        stamp, _, seq, _, event = heapq.heappop(self._heap)
+        self._released.add(seq)
         if self._last_released is not None and stamp < self._last_released:
             event.late = True
         else:

@@ -153,3 +153,26 @@ async def test_same_events_whatever_the_chunking(sse_server, chunk):
     payload = "data: héllo 你好 🌍\r\n\r\nid: 9\revent: x\rdata: y\r\r".encode()
     items = await drain(FanIn([Request(raw_url(sse_server, payload, chunk))], StreamConfig(**FAST)))
     assert [(e.event_type, e.data, e.event_id) for e in items] == [("message", "héllo 你好 🌍", ""), ("x", "y", "9")]
+
+
+def test_reorderer_releases_by_window_in_event_time_order():
+    from fanin.reorder import EventTimeReorderer
+
+    def ev(arrival_ms, ts, name, wall_ns=0):
+        data = orjson.dumps({"t": ts, "n": name}).decode()
+        return Event(0, "u", "message", data, "", arrival_ms * 1_000_000, wall_ns)
+
+    r = EventTimeReorderer("t", window_ms=100)
+    r.push([ev(0, 5.0, "a"), ev(10, 3.0, "b"), ev(20, 4.0, "c")])
+    assert r.next_due_ns() == 100 * 1_000_000
+    assert r.release(99 * 1_000_000) == []
+    # At 100 ms the first arrival is due: everything with an earlier timestamp leaves before it.
+    names = [orjson.loads(e.data)["n"] for e in r.release(100 * 1_000_000)]
+    assert names == ["b", "c", "a"]
+    r.push([ev(150, 4.5, "late"), ev(160, 9.0, "d")])
+    out = r.release(260 * 1_000_000)
+    assert [(orjson.loads(e.data)["n"], e.late) for e in out] == [("late", True), ("d", False)]
+    assert r.held == 0
+    # ISO strings are read; an event without a usable timestamp takes its arrival wall time.
+    r.push([ev(300, "not a time", "arrival", wall_ns=time.time_ns()), ev(301, "2026-01-01T00:00:00Z", "iso")])
+    assert [orjson.loads(e.data)["n"] for e in r.flush()] == ["iso", "arrival"]
