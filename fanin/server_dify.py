@@ -14,12 +14,15 @@ workflow_finished carry a different final answer, `[slow]` slows the chunks down
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from fanin.server import open_stream_scope
 
 __all__ = ["add_dify_routes", "DIFY_TEST_KEY", "dify_answer_for"]
 
@@ -106,13 +109,26 @@ async def _run_nodes(sse: _Sse, task_id: str, run_id: str, title: str, started: 
                             "data": {**node, "status": "succeeded", "outputs": {}, "elapsed_time": 0.001}})
 
 
-async def chat_messages(request: web.Request) -> web.StreamResponse:
-    refused = _check_key(request)
-    if refused:
-        return refused
-    body = await _read_body(request)
-    if isinstance(body, web.Response):
-        return body
+def _dify_endpoint(handler):
+    """What every Dify-app route does first: check the key, read the JSON body; then run
+    the handler counted in /stats open_streams (and cancellable at server shutdown)."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        refused = _check_key(request)
+        if refused:
+            return refused
+        body = await _read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        with open_stream_scope(request):
+            return await handler(request, body)
+
+    return endpoint
+
+
+@_dify_endpoint
+async def chat_messages(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     query = body.get("query")
     if not isinstance(query, str) or not query:
         return _error_body(400, "invalid_param", "query is required")
@@ -174,13 +190,8 @@ async def chat_messages(request: web.Request) -> web.StreamResponse:
     return sse.response
 
 
-async def workflows_run(request: web.Request) -> web.StreamResponse:
-    refused = _check_key(request)
-    if refused:
-        return refused
-    body = await _read_body(request)
-    if isinstance(body, web.Response):
-        return body
+@_dify_endpoint
+async def workflows_run(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     inputs = body.get("inputs") or {}
     user = str(body.get("user") or "")
     if not user:

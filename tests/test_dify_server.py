@@ -65,3 +65,20 @@ def test_error_event_mid_stream(server):
     _, _, raw = post(server.url("/v1/chat-messages"), {"query": "[error]", "user": "u", "response_mode": "streaming"})
     last = data_events(raw)[-1]
     assert last["event"] == "error" and {"code", "message", "status"} <= set(last)
+
+
+def test_open_dify_streams_are_counted_in_stats(server):
+    """Like every streaming route, the Dify-app ones show in /stats while they are open."""
+
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            body = {"query": "[slow] hello", "user": "u", "response_mode": "streaming"}
+            async with session.post(server.url("/v1/chat-messages"), json=body,
+                                    headers={"Authorization": f"Bearer {DIFY_TEST_KEY}"}) as resp:
+                await resp.content.readline()
+                during = server.stats.open_streams
+                await resp.read()
+        return during
+
+    assert get_bridge().run(go) == 1
+    assert server.stats.open_streams == 0
