@@ -275,6 +275,8 @@ def report_table(report: dict[str, Any]) -> Table:
         mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
         actual = result["actual"]
         shown = "no data" if actual is None else f"{actual:,.3f}".rstrip("0").rstrip(".")
+        if actual is not None and result["metric"].partition("_")[2] in HISTOGRAMS:
+            shown += " ms"
         outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
     return outer
 
