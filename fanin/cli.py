@@ -114,7 +114,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     s = sub.add_parser("stream", help="read one or many SSE streams and print their events",
                        description="Read SSE streams, merge them in arrival order, print every event.")
-    s.add_argument("urls", nargs="+", metavar="URL")
+    s.add_argument("urls", nargs="+", metavar="URL", help="stream URL; @FILE reads URLs from a file (@- stdin)")
     add_request_arguments(s)
     g = s.add_argument_group("limits and reconnects")
     g.add_argument("--max-events", type=whole_number(1), help="stop after N events in all")
@@ -170,6 +170,26 @@ def _read_body(value: str | None) -> bytes | None:
         except OSError as exc:
             raise UsageError(f"cannot read body file {name!r}: {exc.strerror}") from None
     return value.encode()
+
+
+def expand_urls(items: list[str]) -> list[str]:
+    """URL arguments, where `@FILE` (or `@-` for stdin) stands for the URLs in a file, one
+    per line (blank lines and `#` comments skipped): thousands of URLs exceed a command line."""
+    urls: list[str] = []
+    for item in items:
+        if not item.startswith("@"):
+            urls.append(item)
+            continue
+        name = item[1:]
+        try:
+            text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read URL list {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        found = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        if not found:
+            raise UsageError(f"URL list {name!r} holds no URL")
+        urls += found
+    return urls
 
 
 def requests_from_args(args: argparse.Namespace) -> list[Request]:
@@ -265,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if getattr(args, "urls", None):
+            if "@-" in args.urls and getattr(args, "data", None) == "@-":
+                raise UsageError("stdin can feed the URL list or the body, not both")
+            args.urls = expand_urls(args.urls)
         if args.command == "stream":
             return runloop.run(run_stream(args), streams=len(args.urls))
         if args.command == "demo":

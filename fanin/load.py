@@ -38,7 +38,7 @@ LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("urls", nargs="+", metavar="URL", help="SSE endpoints; connections are spread over them")
+    parser.add_argument("urls", nargs="+", metavar="URL", help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
     run = parser.add_argument_group("load")
     run.add_argument("-c", "--connections", type=int, default=10, help="concurrent streams (default 10)")
     run.add_argument("-d", "--duration", default="10s", help="how long to hold them: 30s, 2m, 500ms (default 10s)")

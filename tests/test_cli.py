@@ -170,6 +170,20 @@ def test_refused_connection_is_named(unused_port):
 
 
 
+def test_urls_from_a_file_and_from_stdin(sse_server, tmp_path):
+    urls = [sse_server.url(f"/stream?count=2&list={i}") for i in range(3)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("# three feeds\n" + "\n".join(urls[:2]) + "\n\n")
+    result = run("stream", f"@{listing}", "@-", "--format", "ndjson", stdin=urls[2].encode())
+    assert result.returncode == 0, result.stderr
+    summary = ndjson(result.stdout)[-1]
+    assert [s["url"] for s in summary["sources"]] == urls and summary["total_events"] == 6
+    missing = run("stream", f"@{tmp_path / 'nope.txt'}")
+    assert missing.returncode == 2 and "cannot read URL list" in _one_line_error(missing.stderr)
+    both = run("stream", "@-", "-X", "POST", "-d", "@-", stdin=b"")
+    assert both.returncode == 2 and "not both" in _one_line_error(both.stderr)
+
+
 def test_post_body_from_stdin_and_headers(sse_server):
     result = run("stream", sse_server.url("/echo"), "-X", "POST", "-d", "@-", "-H", "X-One: 1", "--query", "a=b",
                  "--format", "ndjson", stdin="你好".encode())
