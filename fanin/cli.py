@@ -85,23 +85,23 @@ def query_pair(text: str) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- parser
-def add_request_arguments(parser: argparse.ArgumentParser, *, data_flag: bool = True) -> None:
-    """Request options shared by `fanin stream` and `fanin load`."""
+def add_request_arguments(parser: argparse.ArgumentParser, *, body_flags: tuple[str, ...] = ("-d", "--data"),
+                          json_flag: str = "--json") -> argparse._ArgumentGroup:
+    """Request options shared by `fanin stream` and `fanin load` (which names the body
+    options --body and --json-body, as -d and --json mean duration and report file there)."""
     g = parser.add_argument_group("request")
     g.add_argument("-X", "--method", default="GET", help="HTTP method (default GET)")
     g.add_argument("-H", "--header", action="append", type=header_pair, default=[], metavar="'K: V'",
                    help="request header (repeatable)")
     g.add_argument("--query", action="append", type=query_pair, default=[], metavar="k=v",
                    help="query parameter added to every URL (repeatable)")
-    if data_flag:
-        g.add_argument("-d", "--data", metavar="BODY", help="raw request body; @FILE reads a file, @- stdin")
-    else:
-        g.add_argument("--body", dest="data", metavar="BODY", help="raw request body; @FILE reads a file, @- stdin")
-    g.add_argument("--json", dest="json_body", metavar="JSON", help="JSON request body (sets Content-Type)")
+    g.add_argument(*body_flags, dest="data", metavar="BODY", help="raw request body; @FILE reads a file, @- stdin")
+    g.add_argument(json_flag, dest="json_body", metavar="JSON", help="JSON request body (sets Content-Type)")
     g.add_argument("--bearer", metavar="TOKEN", help="Authorization: Bearer TOKEN (or set FANIN_BEARER)")
     g.add_argument("--api-key", metavar="TOKEN", help="send TOKEN in an API-key header (or set FANIN_API_KEY)")
     g.add_argument("--api-key-header", default="Authorization", metavar="NAME",
                    help="header for --api-key (default Authorization)")
+    return g
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

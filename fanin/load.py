@@ -38,7 +38,8 @@ LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("urls", nargs="+", metavar="URL", help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
+    parser.add_argument("urls", nargs="+", metavar="URL",
+                        help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
     run = parser.add_argument_group("load")
     run.add_argument("-c", "--connections", type=int, default=10, help="concurrent streams (default 10)")
     run.add_argument("-d", "--duration", default="10s", help="how long to hold them: 30s, 2m, 500ms (default 10s)")
@@ -46,17 +47,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default="0s", help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates")
     run.add_argument("--workers", type=int, default=1, help="processes to run (use every core); histograms are merged")
-    from fanin.cli import header_pair, query_pair  # the same parsing as `fanin stream`
+    from fanin.cli import add_request_arguments  # the same options and parsing as `fanin stream`
 
-    req = parser.add_argument_group("request (as in fanin stream)")
-    req.add_argument("-X", "--method", default="GET")
-    req.add_argument("-H", "--header", action="append", type=header_pair, default=[], metavar="'K: V'")
-    req.add_argument("--query", action="append", type=query_pair, default=[], metavar="K=V")
-    req.add_argument("--body", dest="data", default=None, help="raw body; @FILE reads a file (-d is the duration)")
-    req.add_argument("--json-body", default=None, metavar="JSON", help="JSON request body (--json is the report file)")
-    req.add_argument("--bearer", default=None, metavar="TOKEN", help="Authorization: Bearer TOKEN (or FANIN_BEARER)")
-    req.add_argument("--api-key", default=None, metavar="TOKEN", help="API-key header value (or FANIN_API_KEY)")
-    req.add_argument("--api-key-header", default="Authorization", metavar="NAME")
+    req = add_request_arguments(parser, body_flags=("--body",), json_flag="--json-body")
     req.add_argument("--timeout", default="30s", help="connect timeout (default 30s)")
     req.add_argument("--idle-timeout", default=None, help="reconnect a stream silent for this long")
     req.add_argument("--retries", type=int, default=3, help="consecutive failures before a stream gives up")
