@@ -170,6 +170,7 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
         raise ToolFailure(scrub(str(exc), secrets)) from None
     deadline = time.monotonic() + plan.max_duration + plan.config.connect_timeout + 15
     answer_parts: list[str] = []
+    answer_size = 0  # characters kept; memory stays bounded on long runs
     events: list[dict[str, Any]] = []
     events_bytes = 0
     events_capped = False
@@ -197,8 +198,9 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
                         piece = item.data + "\n"
                     else:
                         piece = item.data
-                    if piece:
+                    if piece and answer_size <= MESSAGE_BUDGET:  # past it, `answer` is cut anyway
                         answer_parts.append(piece)
+                        answer_size += len(piece)
                     if mode == "ndjson":
                         live.append(orjson.dumps(record).decode() + "\n")
                     elif piece:
