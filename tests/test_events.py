@@ -38,6 +38,27 @@ def test_ndjson_templates_equal_orjson_of_to_dict(messages, source, url, wall_ns
     assert out.getvalue() == expected
 
 
+printable = st.text(st.characters(min_codepoint=0x1F, max_codepoint=0x7F), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(printable, printable), min_size=1, max_size=20),
+    url=st.text(st.characters(codec="utf-8"), min_size=1, max_size=30),
+    first=st.integers(1, 10**12),
+    late=st.booleans(),
+)
+def test_ascii_edges_encode_like_orjson(pairs, url, first, late):
+    """The common ASCII case, with its edges (control characters, DEL, quotes,
+    backslashes, % in data): the same bytes as orjson of to_dict."""
+    batch = Batch(7, url, 1, 1_795_000_000_123_456_789, [("message", d, i, True) for d, i in pairs], late=late)
+    batch.first_number = first
+    out = io.BytesIO()
+    NdjsonWriter(out).batch([batch])
+    expected = b"".join(orjson.dumps(e.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for e in batch.events())
+    assert out.getvalue() == expected
+
+
 def test_batch_events_are_numbered_and_tagged():
     batch = Batch(3, "http://h/s", 10, 20, [("message", "a", "1", True), ("tick", "b", "1", False)])
     batch.first_number = 41
