@@ -252,9 +252,16 @@ class SSEStream:
         return self.report
 
     # ----------------------------------------------------------------- internals
+    def _clean(self, message: str) -> str:
+        """A message as it may be shown: no token, no unmasked URL (some aiohttp errors
+        quote the raw URL, query-string credentials included)."""
+        if self.request.url != self.url:
+            message = message.replace(self.request.url, self.url)
+        return scrub(message, self.request.secrets)
+
     def _fail(self, kind: str, message: str) -> None:
         self.report.status = "failed"
-        self.report.error = scrub(message, self.request.secrets)
+        self.report.error = self._clean(message)
 
     def _with_attempts(self, message: str) -> str:
         attempts = self.policy.failures
@@ -271,10 +278,10 @@ class SSEStream:
             self.policy.record(exc)
             self.policy.server_retry_ms = self.parser.retry_ms
             if exc.counts_as_failure:
-                self.observer.on_failure(self.source, exc.kind, str(exc))
+                self.observer.on_failure(self.source, exc.kind, self._clean(str(exc)))
             raise
         except StreamFailed as exc:
-            self.observer.on_failure(self.source, exc.kind, str(exc))
+            self.observer.on_failure(self.source, exc.kind, self._clean(str(exc)))
             raise
 
     async def _open(self) -> aiohttp.ClientResponse:
