@@ -309,18 +309,8 @@ def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict
 
 
 def run_load(args: argparse.Namespace) -> int:
-    """Run the load test; 0 ok, 1 a threshold breached or nothing could connect, 2 bad usage."""
-    try:
-        return _run_load(args)
-    except UsageError as exc:
-        print(f"fanin load: error: {exc}", file=sys.stderr)
-        return 2
-    except FaninError as exc:
-        print(f"fanin load: error: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run_load(args: argparse.Namespace) -> int:
+    """Run the load test; 0 ok, 1 a threshold breached or nothing could connect. Bad
+    usage raises UsageError, which `fanin`'s main turns into one line and exit 2."""
     from fanin.load_report import build_report, evaluate_thresholds, parse_threshold
 
     duration = parse_duration(args.duration, option="--duration")
@@ -413,10 +403,10 @@ def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m fanin.load ...` (the same as `fanin load ...`)."""
-    parser = argparse.ArgumentParser(prog="fanin load", description=__doc__.split("\n\n")[0])
-    add_load_arguments(parser)
-    return run_load(parser.parse_args(argv))
+    """`python -m fanin.load ...`: the same as `fanin load ...` (same errors and exit codes)."""
+    from fanin.cli import main as fanin_main
+
+    return fanin_main(["load", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
