@@ -11,12 +11,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "iso_utc", "dumps", "to_dict"]
-
-
-def iso_utc(epoch_seconds: float) -> str:
-    """UTC ISO-8601 with microseconds and a trailing Z, e.g. 2026-11-23T12:00:00.123456Z."""
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+__all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "dumps", "format_wall_ns"]
 
 
 class _WallClock:
@@ -112,9 +107,6 @@ class Batch:
             for number, (t, d, i, own) in enumerate(self.messages, self.first_number)
         ]
 
-    def to_dicts(self) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in self.events()]
-
 
 @dataclass(slots=True)
 class SourceError:
@@ -194,10 +186,6 @@ class Summary:
         if self.stopped_by:
             d["stopped_by"] = self.stopped_by
         return d
-
-
-def to_dict(record: Event | SourceError | Summary) -> dict[str, Any]:
-    return record.to_dict()
 
 
 def dumps(record: Event | SourceError | Summary) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import urllib.request
 from collections import deque
@@ -60,8 +61,8 @@ class FanIn:
             raise UsageError("no URL given")
         self.requests = list(requests)
         self.config = config or StreamConfig()
-        if stop_on is not None:
-            self.config.stop_on = stop_on
+        if stop_on is not None:  # a copy: the caller's config is left as it was
+            self.config = dataclasses.replace(self.config, stop_on=stop_on)
         for request in self.requests:
             request.validate()
         self.config.validate()

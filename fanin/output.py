@@ -11,7 +11,7 @@ from typing import Protocol
 
 import orjson
 
-from .events import Batch, SourceError, Summary, format_wall_ns
+from .events import Batch, SourceError, Summary, dumps, format_wall_ns
 from .stream import StreamObserver
 
 __all__ = ["make_writer", "Writer"]
@@ -65,11 +65,11 @@ class NdjsonWriter:
         return template
 
     def encode(self, batch: Batch) -> bytes:
-        dumps = orjson.dumps
+        json_str = orjson.dumps
         fmt = self._template(batch, "message")
         template = self._template
         return b"".join([
-            (fmt if t == "message" else template(batch, t)) % (n, dumps(d), dumps(i))
+            (fmt if t == "message" else template(batch, t)) % (n, json_str(d), json_str(i))
             for n, (t, d, i, _) in enumerate(batch.messages, batch.first_number)
         ])
 
@@ -79,13 +79,13 @@ class NdjsonWriter:
             if type(item) is Batch:
                 parts.append(self.encode(item))
             else:
-                parts.append(orjson.dumps(item.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+                parts.append(dumps(item))
                 _stderr_line(_error_line(item))
         self.out.write(b"".join(parts))
         self.out.flush()
 
     def summary(self, summary: Summary) -> None:
-        self.out.write(orjson.dumps(summary.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        self.out.write(dumps(summary))
         self.out.flush()
 
     def close(self) -> None:

@@ -127,16 +127,23 @@ def parse_body(value: Any) -> tuple[Any, Any]:
     return MISSING_BODY, raw
 
 
+def _read_float(params: dict[str, Any], name: str, kind: str) -> float | None:
+    """The parameter as a float, or None when it is empty; `kind` names it in errors."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: must be {kind}, got {str(value)[:40]!r}") from None
+
+
 def number(params: dict[str, Any], name: str, default: float | None, *, maximum: float | None = None,
            zero_means_none: bool = False) -> float | None:
     """A positive number (seconds); empty means the default, values over `maximum` are capped."""
-    value = params.get(name)
-    if value is None or value == "":
+    result = _read_float(params, name, "a number")
+    if result is None:
         return default
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(result):
         raise ValueError(f"{name}: must be a finite number")
     if zero_means_none and result == 0:
@@ -150,15 +157,11 @@ def number(params: dict[str, Any], name: str, default: float | None, *, maximum:
 
 def whole_number(params: dict[str, Any], name: str, default: int | None, *, minimum: int = 0,
                  maximum: int | None = None) -> int | None:
-    value = params.get(name)
-    if value is None or value == "":
+    result = _read_float(params, name, "a whole number")
+    if result is None:
         return default
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a whole number, got {str(value)[:40]!r}") from None
     if not math.isfinite(result) or result != int(result):
-        raise ValueError(f"{name}: must be a whole number, got {value!r}")
+        raise ValueError(f"{name}: must be a whole number, got {params.get(name)!r}")
     result_int = int(result)
     if result_int < minimum:
         raise ValueError(f"{name}: must be at least {minimum}, got {result_int}")
