@@ -218,7 +218,6 @@ class SSEStream:
         self.url = request.display_url
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
-        self._body_excerpt = ""
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size)
         self.policy = ReconnectPolicy(
             retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
@@ -318,13 +317,16 @@ class SSEStream:
             raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
             raise StreamFailed(getattr(exc, "kind", "refused"), str(exc)) from None
-        if resp.status != 200 and 400 <= resp.status < 500 and resp.status not in (408, 429):
-            self._body_excerpt = await _excerpt(resp)
-        self._check_response(resp)
+        excerpt = ""
+        if 400 <= resp.status < 500 and resp.status not in (408, 429):
+            excerpt = await _excerpt(resp)
+        self._check_response(resp, excerpt)
         self.observer.on_connect(self.source, time.monotonic_ns() - start)
         return resp
 
-    def _check_response(self, resp: aiohttp.ClientResponse) -> None:
+    def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> None:
+        """Open the stream (200 + text/event-stream), stop (204), retry or fail; `excerpt`
+        is the start of a 4xx body, added to the error."""
         status = resp.status
         if status == 200:
             ctype = resp.headers.get("Content-Type", "")
@@ -343,7 +345,6 @@ class SSEStream:
             kind = f"http_{status}" if status in (408, 429) else "http_5xx"
             raise Reconnect(kind, reason, retry_after=_retry_after(resp))
         if 400 <= status < 500:
-            excerpt, self._body_excerpt = self._body_excerpt, ""
             raise StreamFailed("http_4xx", f"{reason}: {excerpt}" if excerpt else reason)
         raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
 
