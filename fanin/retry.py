@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, RetryCallState
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 __all__ = ["Reconnect", "ReconnectPolicy"]
 
@@ -56,10 +56,6 @@ class ReconnectPolicy:
         self.failures = 0
 
     # tenacity strategies -------------------------------------------------------------
-    def should_retry(self, state: RetryCallState) -> bool:
-        exc = state.outcome.exception() if state.outcome else None
-        return isinstance(exc, Reconnect)
-
     def should_stop(self, state: RetryCallState) -> bool:
         return self.failures > self.retries
 
@@ -77,7 +73,7 @@ class ReconnectPolicy:
 
     def retrying(self, before_sleep=None) -> AsyncRetrying:
         return AsyncRetrying(
-            retry=self.should_retry,
+            retry=retry_if_exception_type(Reconnect),
             stop=self.should_stop,
             wait=self.delay,
             before_sleep=before_sleep,
