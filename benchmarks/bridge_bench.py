@@ -42,7 +42,7 @@ import gevent
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fanin.bridge import get_bridge, gevent_active  # noqa: E402
+from fanin.embed.bridge import get_bridge, gevent_active  # noqa: E402
 from fanin.events import SourceError  # noqa: E402
 from fanin.merge import FanIn  # noqa: E402
 from fanin.stream import Request  # noqa: E402
@@ -107,7 +107,7 @@ def free_port() -> int:
 def engine_e2e(events_per_source: int) -> dict[str, float]:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from fanin.cli import main; "
+        [sys.executable, "-c", "import sys; from fanin.cli.main import main; "
          f"sys.exit(main(['serve', '--port', '{port}', '--quiet']))"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -172,7 +172,7 @@ def main() -> int:
          f" {results['engine_e2e']['status']})"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"fanin.bridge under gevent ({PATCHED_BY}), Python {results['python']}, gevent {results['gevent']}")
+    print(f"fanin.embed.bridge under gevent ({PATCHED_BY}), Python {results['python']}, gevent {results['gevent']}")
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import PYTHON, RESULTS, machine, print_table, save_json, server_process  # noqa: E402
 
-from fanin import runloop  # noqa: E402
+from fanin.cli import runloop  # noqa: E402
 
 SIZES = (1, 10, 100, 1000, 10000)
 
@@ -36,7 +36,7 @@ SIZES = (1, 10, 100, 1000, 10000)
 async def measure(n: int, url: str, seconds: float, open_timeout: float) -> dict:
     import psutil
 
-    from fanin.load_metrics import Recorder
+    from fanin.load.metrics import Recorder
     from fanin.merge import FanIn
     from fanin.stream import Request, StreamConfig, StreamObserver
 

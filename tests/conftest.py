@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from fanin.server import ServerThread
+from fanin.server.app import ServerThread
 
 # Tests talk to loopback only; a proxy from the environment must never see their traffic.
 os.environ["NO_PROXY"] = "*"

@@ -1,4 +1,4 @@
-"""fanin.bridge: one shared loop thread hands items to synchronous callers, cancels on
+"""fanin.embed.bridge: one shared loop thread hands items to synchronous callers, cancels on
 close and on deadline, and (in a subprocess, since patching is process-wide) keeps the
 gevent hub running while greenlets wait."""
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fanin.bridge import BridgeDeadline, get_bridge
+from fanin.embed.bridge import BridgeDeadline, get_bridge
 from fanin.merge import FanIn
-from fanin.server import ServerThread
+from fanin.server.app import ServerThread
 from fanin.stream import Request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,9 +144,9 @@ from gevent import monkey
 monkey.patch_all()
 import asyncio, gevent, threading
 sys.path.insert(0, sys.argv[1])
-from fanin.bridge import get_bridge, gevent_active
+from fanin.embed.bridge import get_bridge, gevent_active
 from fanin.merge import FanIn
-from fanin.server import ServerThread
+from fanin.server.app import ServerThread
 from fanin.stream import Request
 
 real_get_ident = monkey.get_original("_thread", "get_ident")

@@ -15,7 +15,7 @@ import pytest
 from conformance_cases import CASES
 
 ROOT = Path(__file__).resolve().parent.parent
-FANIN = [sys.executable, "-m", "fanin.cli"]
+FANIN = [sys.executable, "-m", "fanin"]
 
 
 def run(*args: str, timeout: float = 60, stdin: bytes | None = None) -> subprocess.CompletedProcess:

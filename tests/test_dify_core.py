@@ -9,9 +9,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from fanin.bridge import get_bridge
-from fanin.server import ServerThread
-from fanin.server_dify import dify_answer_for
+from fanin.embed.bridge import get_bridge
+from fanin.server.app import ServerThread
+from fanin.server.dify import dify_answer_for
 from tools import sse_core
 from tools.chatflow_core import plan_chatflow, run_chatflow
 from tools.sse_core import ToolFailure, plan_sse_request, run_sse_request

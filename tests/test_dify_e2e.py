@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fanin.server import ServerThread
-from fanin.server_dify import dify_answer_for
+from fanin.server.app import ServerThread
+from fanin.server.dify import dify_answer_for
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "app-definitely-wrong-31337"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from fanin.bridge import get_bridge
+from fanin.embed.bridge import get_bridge
 from fanin.merge import FanIn, make_session
-from fanin.netguard import AddressGuard, DestinationRefused, block_private_from_env
-from fanin.server import ServerThread
+from fanin.embed.netguard import AddressGuard, DestinationRefused, block_private_from_env
+from fanin.server.app import ServerThread
 from fanin.stream import Request, StreamConfig
 from tools.sse_core import ToolFailure, plan_sse_request, run_sse_request
 

@@ -7,9 +7,9 @@ import aiohttp
 import orjson
 import pytest
 
-from fanin.bridge import get_bridge
-from fanin.server import ServerThread
-from fanin.server_dify import DIFY_TEST_KEY, dify_answer_for
+from fanin.embed.bridge import get_bridge
+from fanin.server.app import ServerThread
+from fanin.server.dify import DIFY_TEST_KEY, dify_answer_for
 
 
 @pytest.fixture(scope="module")

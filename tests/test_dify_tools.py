@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fanin.server import ServerThread
-from fanin.server_dify import dify_answer_for
+from fanin.server.app import ServerThread
+from fanin.server.dify import dify_answer_for
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "app-this-key-is-wrong-77"

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanin.events import Batch, Event, SourceError, SourceReport, Summary, format_wall_ns
-from fanin.output import NdjsonWriter
+from fanin.cli.writers import NdjsonWriter
 
 texts = st.text(st.characters(codec="utf-8"), max_size=40)
 messages = st.lists(

@@ -9,12 +9,12 @@ import random
 
 import pytest
 
-from fanin.durations import parse_duration
+from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.load import main as load_main
-from fanin.load_metrics import LoadMetrics, Recorder, new_histogram
-from fanin.load_report import parse_threshold
-from fanin.server import ServerThread
+from fanin.cli.main import main as fanin_main
+from fanin.load.metrics import LoadMetrics, Recorder, new_histogram
+from fanin.load.report import parse_threshold
+from fanin.server.app import ServerThread
 
 
 # Each test asks for its own event rate: the server shares one pacing clock per rate.
@@ -27,7 +27,7 @@ def server():
 def run_load(argv: list[str], tmp_path, capsys) -> tuple[int, dict, str]:
     """Run `fanin load` in-process; returns (exit status, JSON report, stderr)."""
     report_path = tmp_path / "report.json"
-    code = load_main([*argv, "--no-progress", "--json", str(report_path)])
+    code = fanin_main(["load", *argv, "--no-progress", "--json", str(report_path)])
     captured = capsys.readouterr()
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return code, report, captured.err + captured.out
@@ -112,7 +112,7 @@ def test_bad_usage_exits_2_with_one_line(server, tmp_path, capsys):
         ([url, "-c", "2000000000"], "cannot be reached"),
         ([url, "-H", "X-Token: a\rb"], "CR, LF or NUL"),
     ]:
-        code = load_main([*argv, "--no-progress"])
+        code = fanin_main(["load", *argv, "--no-progress"])
         err = capsys.readouterr().err
         assert code == 2, argv
         assert needle in err and err.count("\n") == 1 and "Traceback" not in err

@@ -17,7 +17,8 @@ import aiohttp
 import orjson
 import pytest
 
-from fanin.server import ServerThread, add_serve_arguments, build_app
+from fanin.server.app import ServerThread, build_app
+from fanin.server.command import add_serve_arguments
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -346,7 +347,7 @@ def test_serve_prints_one_line_and_exits_0_on_ctrl_c():
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     assert parser.parse_args([]).port == 8765
-    code = ("import argparse, sys; from fanin.server import add_serve_arguments, run_serve\n"
+    code = ("import argparse, sys; from fanin.server.command import add_serve_arguments, run_serve\n"
             "p = argparse.ArgumentParser(); add_serve_arguments(p)\n"
             "sys.exit(run_serve(p.parse_args(['--port', '0'])))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, text=True,

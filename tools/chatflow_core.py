@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from fanin.bridge import BridgeDeadline
+from fanin.embed.bridge import BridgeDeadline
 from fanin.errors import FaninError
 from fanin.events import SourceError
-from fanin.netguard import AddressGuard
+from fanin.embed.netguard import AddressGuard
 from fanin.redact import scrub
 from fanin.stream import Request, StreamConfig
 

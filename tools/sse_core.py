@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from fanin.bridge import BridgeDeadline, get_bridge
+from fanin.embed.bridge import BridgeDeadline, get_bridge
 from fanin.errors import FaninError
 from fanin.events import Batch, Event, SourceError, Summary
 from fanin.extract import get_path, parse_path
 from fanin.merge import FanIn, make_session
-from fanin.netguard import AddressGuard, guard_from_env
+from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.redact import scrub
 from fanin.stream import MISSING, Request, StreamConfig
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from fanin import runloop
-from fanin.durations import parse_duration
+from fanin.cli import runloop
+from fanin.cli.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
 from fanin.redact import redact_url
@@ -31,7 +31,7 @@ from fanin.redact import redact_url
 # rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
 # building the `fanin` parser never needs them.
 
-__all__ = ["add_load_arguments", "run_load", "main"]
+__all__ = ["add_load_arguments", "run_load"]
 
 FD_RESERVE = 64  # files a process needs besides its sockets (stdio, event loop, imports)
 LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
@@ -47,7 +47,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default="0s", help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates")
     run.add_argument("--workers", type=int, default=1, help="processes to run (use every core); histograms are merged")
-    from fanin.cli import add_request_arguments  # the same options and parsing as `fanin stream`
+    from fanin.cli.options import add_request_arguments  # the same options and parsing as `fanin stream`
 
     req = add_request_arguments(parser, body_flags=("--body",), json_flag="--json-body")
     req.add_argument("--timeout", default="30s", help="connect timeout (default 30s)")
@@ -65,7 +65,7 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- options
 def _build_requests(args: argparse.Namespace) -> list:
     """One validated Request per URL, built exactly as `fanin stream` builds them."""
-    from fanin.cli import requests_from_args
+    from fanin.cli.options import requests_from_args
 
     if args.json_body is not None:
         try:
@@ -163,7 +163,7 @@ def _settings(args: argparse.Namespace, duration: float, ramp_up: float) -> dict
 
 # --------------------------------------------------------------------------- running
 def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], duration: float):
-    from fanin.load_runner import LoadPlan
+    from fanin.load.runner import LoadPlan
 
     return LoadPlan(
         requests=_build_requests(args),
@@ -179,7 +179,7 @@ def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], dura
 
 
 async def _run_plan(plan, progress) -> dict[str, Any]:
-    from fanin.load_runner import LoadRunner
+    from fanin.load.runner import LoadRunner
 
     runner = LoadRunner(plan, progress)
     loop = asyncio.get_running_loop()
@@ -228,7 +228,7 @@ class _Progress:
             self.live.__exit__(*exc)
 
     def update(self, metrics, elapsed: float) -> None:
-        from fanin.load_report import progress_table
+        from fanin.load.report import progress_table
 
         if not self.live:
             return
@@ -249,7 +249,7 @@ def _merge_windows(results: list[dict]) -> dict[str, Any]:
 
 
 def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
-    from fanin.load_metrics import LoadMetrics
+    from fanin.load.metrics import LoadMetrics
 
     plan = _plan(args, list(range(args.connections)), offsets, duration)
     result = runloop.run(_run_plan(plan, display.update), streams=args.connections)
@@ -257,7 +257,7 @@ def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict,
 
 
 def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
-    from fanin.load_metrics import LoadMetrics
+    from fanin.load.metrics import LoadMetrics
 
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
@@ -311,7 +311,7 @@ def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict
 def run_load(args: argparse.Namespace) -> int:
     """Run the load test; 0 ok, 1 a threshold breached or nothing could connect. Bad
     usage raises UsageError, which `fanin`'s main turns into one line and exit 2."""
-    from fanin.load_report import build_report, evaluate_thresholds, parse_threshold
+    from fanin.load.report import build_report, evaluate_thresholds, parse_threshold
 
     duration = parse_duration(args.duration, option="--duration")
     ramp_up = parse_duration(args.ramp_up, option="--ramp-up")
@@ -332,9 +332,9 @@ def run_load(args: argparse.Namespace) -> int:
             parse_path(args.latency_field)
         except ValueError as exc:
             raise UsageError(f"--latency-field: {exc}") from None
-    from fanin.cli import _read_body
+    from fanin.cli.options import read_body
 
-    args.body_bytes, args.data = _read_body(args.data), None
+    args.body_bytes, args.data = read_body(args.data), None
     _build_requests(args)  # validate before starting anything
     _build_config(args)
     warnings = _check_reachable(args.connections, args.workers, args.urls)
@@ -385,7 +385,7 @@ def run_load(args: argparse.Namespace) -> int:
 def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
     from rich.console import Console
 
-    from fanin.load_report import report_table
+    from fanin.load.report import report_table
 
     blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.json == "-":
@@ -400,14 +400,3 @@ def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
         except OSError as exc:
             raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
     Console().print(report_table(report))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m fanin.load ...`: the same as `fanin load ...` (same errors and exit codes)."""
-    from fanin.cli import main as fanin_main
-
-    return fanin_main(["load", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from .errors import FaninError
+from fanin.errors import FaninError
 
 __all__ = ["Bridge", "BridgeDeadline", "get_bridge", "gevent_active"]
 

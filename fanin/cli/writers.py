@@ -11,8 +11,8 @@ from typing import Protocol
 
 import orjson
 
-from .events import Batch, SourceError, Summary, dumps, format_wall_ns
-from .stream import StreamObserver
+from fanin.events import Batch, SourceError, Summary, dumps, format_wall_ns
+from fanin.stream import StreamObserver
 
 __all__ = ["make_writer", "Writer"]
 

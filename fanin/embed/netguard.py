@@ -22,7 +22,7 @@ from pathlib import Path
 
 from yarl import URL
 
-from .errors import FaninError
+from fanin.errors import FaninError
 
 __all__ = [
     "ALWAYS_BLOCKED",

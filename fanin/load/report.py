@@ -10,9 +10,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from fanin.durations import parse_duration
+from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.load_metrics import HISTOGRAMS, LoadMetrics
+from fanin.load.metrics import HISTOGRAMS, LoadMetrics
 
 __all__ = [
     "Threshold",

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from fanin.server import open_stream_scope
+from .stats import open_stream_scope
 
 __all__ = ["add_dify_routes", "DIFY_TEST_KEY", "dify_answer_for"]
 

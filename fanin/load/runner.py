@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from fanin.extract import get_path
-from fanin.load_metrics import LoadMetrics
+from fanin.load.metrics import LoadMetrics
 from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
 
 __all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS"]

@@ -1,0 +1,136 @@
+"""`fanin` command line: stream, serve, demo, load.
+
+Exit status: 0 every source completed, 1 a source failed, 2 bad usage, 130 interrupted.
+Every error is one line on stderr; with --format ndjson stdout holds only JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from fanin import __version__
+from fanin.errors import FaninError, UsageError
+from fanin.parser import DEFAULT_MAX_LINE_SIZE
+from fanin.stream import RECONNECT_MODES
+
+from . import runloop
+from .options import add_request_arguments, byte_size, expand_urls, positive_float, whole_number
+
+__all__ = ["main", "build_parser"]
+
+FORMATS = ("ndjson", "text", "pretty")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; a sub-command's options are only built when it is the one asked
+    for (`command`), so `fanin stream` does not pay for importing the server or the load
+    tester at start-up."""
+    parser = _Parser(prog="fanin", description="Read many Server-Sent Events streams as one ordered stream.")
+    parser.add_argument("--version", action="version", version=f"fanin {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("stream", help="read one or many SSE streams and print their events",
+                       description="Read SSE streams, merge them in arrival order, print every event.")
+    s.add_argument("urls", nargs="+", metavar="URL", help="stream URL; @FILE reads URLs from a file (@- stdin)")
+    add_request_arguments(s)
+    g = s.add_argument_group("limits and reconnects")
+    g.add_argument("--max-events", type=whole_number(1), help="stop after N events in all")
+    g.add_argument("--max-duration", type=positive_float, metavar="S", help="stop after S seconds")
+    g.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
+                   help="connect timeout: connect and response headers (default 30)")
+    g.add_argument("--idle-timeout", type=positive_float, metavar="S",
+                   help="reconnect when a stream sends nothing for S seconds")
+    g.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
+                   help="consecutive failed attempts allowed per source (default 3)")
+    g.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
+                   help="error: only after an abnormal end (default); always: also after a clean end; never")
+    g.add_argument("--stop-on", metavar="TEXT", help="end a source when an event's data equals TEXT, e.g. [DONE]")
+    g.add_argument("--last-event-id", default="", metavar="ID", help="resume from a known event id")
+    g.add_argument("--max-line-size", type=byte_size, default=DEFAULT_MAX_LINE_SIZE, metavar="BYTES",
+                   help="fail a stream whose line or event grows past this (default 16MiB)")
+    g = s.add_argument_group("order and output")
+    g.add_argument("--format", choices=FORMATS, default=None,
+                   help="ndjson (default when piped), pretty (default on a terminal), text (data only)")
+    g.add_argument("--order-by", metavar="PATH", help="event-time order by a timestamp at PATH in each event's JSON")
+    g.add_argument("--reorder-window", type=float, default=500.0, metavar="MS",
+                   help="how long --order-by holds events (default 500 ms)")
+    g.add_argument("--dedup", action="store_true", help="drop events whose own id repeats one already seen")
+
+    sv = sub.add_parser("serve", help="run the built-in SSE server (demo, tests, load targets)")
+    if command == "serve":
+        from fanin.server.command import add_serve_arguments
+
+        add_serve_arguments(sv)
+
+    d = sub.add_parser("demo", help="built-in server + fan-in of three live streams; ends by itself")
+    d.add_argument("--format", choices=FORMATS, default=None)
+
+    ld = sub.add_parser("load", help="load-test SSE servers with many concurrent streams")
+    if command == "load":
+        from fanin.load.command import add_load_arguments
+
+        add_load_arguments(ld)
+    return parser
+
+
+# --------------------------------------------------------------------------- stream
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if getattr(args, "urls", None):
+            if "@-" in args.urls and getattr(args, "data", None) == "@-":
+                raise UsageError("stdin can feed the URL list or the body, not both")
+            args.urls = expand_urls(args.urls)
+        if args.command == "stream":
+            from .stream_command import run_stream
+
+            return runloop.run(run_stream(args), streams=len(args.urls))
+        if args.command == "demo":
+            from .stream_command import run_demo
+
+            return runloop.run(run_demo(args))
+        if args.command == "serve":
+            from fanin.server.command import run_serve
+
+            return run_serve(args)
+        if args.command == "load":
+            from fanin.load.command import run_load
+
+            return run_load(args)
+    except UsageError as exc:
+        print(f"fanin: error: {exc}", file=sys.stderr)
+        return 2
+    except FaninError as exc:
+        print(f"fanin: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fanin: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); stop quietly like other Unix tools.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")
+        return 0
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
