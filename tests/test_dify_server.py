@@ -1,4 +1,4 @@
-"""The built-in server's Dify-app-like endpoints (fanin/server_dify.py) speak the real
+"""The built-in server's Dify-app-like endpoints (fanin/server/dify.py) speak the real
 event catalogue and Dify's error bodies."""
 
 from __future__ import annotations

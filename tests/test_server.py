@@ -1,4 +1,4 @@
-"""The built-in SSE server (fanin/server.py), read with plain aiohttp so these tests do not
+"""The built-in SSE server (fanin/server/), read with plain aiohttp so these tests do not
 depend on the fanin engine: exact ids, sizes, faults, resume, raw bytes, echo, stats."""
 
 from __future__ import annotations
