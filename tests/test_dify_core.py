@@ -178,11 +178,11 @@ def test_chatflow_continues_a_conversation_and_uses_the_given_user(server):
     assert second["answer"] == dify_answer_for("two", "alice")
 
 
-def test_chatflow_message_replace_and_final_answer_win(server):
+def test_chatflow_message_replace_wins_and_outputs_answer_is_not_appended(server):
     text, v = chat({"api_base": server.url("/v1"), "api_key": "app-test", "query": "[replace]"})
     assert v["answer"] == dify_answer_for("[replace]", "user-7") and text.endswith(v["answer"])
     text, v = chat({"api_base": server.url("/v1"), "api_key": "app-test", "query": "[final]"})
-    assert v["answer"] == "FINAL: " + dify_answer_for("[final]", "user-7") and text.endswith(v["answer"])
+    assert text == v["answer"] == dify_answer_for("[final]", "user-7") != v["outputs"]["answer"]
 
 
 def test_chatflow_error_event_fails_clearly(server):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from tools.dify_result import VARIABLES
+
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en_US", "zh_Hans", "ja_JP", "pt_BR")
 
@@ -53,8 +55,7 @@ def test_yaml_loads_through_the_sdk_models():
     assert sse["secret"] == ["auth_token"] and chat["secret"] == ["api_key"]
     assert sse["outputs"] == sorted(["status", "total_events", "connection_duration", "answer", "events",
                                      "sources", "error"])
-    assert chat["outputs"] == sorted(["answer", "conversation_id", "message_id", "task_id", "usage", "outputs",
-                                      "status", "error"])
+    assert chat["outputs"] == sorted(VARIABLES)
     assert chat["params"][:3] == ["api_base", "api_key", "app_type"]
     assert "icon.svg" in got["assets"]
 
