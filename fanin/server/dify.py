@@ -40,7 +40,7 @@ from aiohttp import web
 
 from .stats import open_stream_scope
 
-__all__ = ["add_dify_routes", "DIFY_TEST_KEY", "DIFY_APP_KEYS", "dify_answer_for"]
+__all__ = ["add_dify_routes", "DIFY_TEST_KEY", "DIFY_APP_KEYS", "dify_answer_for", "dify_app_events"]
 
 DIFY_TEST_KEY = "app-test"
 DIFY_APP_KEYS = {
@@ -289,6 +289,13 @@ class _Run:
                 tail.append(self._message_end())
             self.events[self.hang_at:] = tail
         self.stopped.set()
+
+
+def dify_app_events(mode: str, query: str, user: str, conversation_id: str = "conv-1") -> list[dict[str, Any]]:
+    """The events an app of `mode` streams for `query` (markers as above), without pings:
+    what a reverse invocation hands a plugin (the SDK drops the pings)."""
+    run = _Run(mode, query, user, conversation_id if mode not in ("workflow", "completion") else "")
+    return [event for event in run.events if event is not PING]
 
 
 async def _write(response: web.StreamResponse, payload: dict[str, Any]) -> None:
