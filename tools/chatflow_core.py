@@ -128,10 +128,13 @@ class _Leg:
     duration: float | None = None
 
 
-def _classify(error: str) -> str:
-    if error.startswith("no data for") or " no data for " in error:
+def _classify(error: str, got_events: bool) -> str:
+    """idle (the idle timeout), dropped (the connection ended mid-run: worth a resume) or failed."""
+    if "no data for" in error:
         return "idle"
     if "connection cut mid-stream" in error or "connection lost" in error:
+        return "dropped"
+    if got_events and "HTTP " not in error:   # any other break after the stream had begun
         return "dropped"
     return "failed"
 
@@ -144,14 +147,16 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
     except (FaninError, ValueError) as exc:
         raise ToolFailure(scrub(str(exc), secrets)) from None
     deadline = time.monotonic() + max_duration + config.connect_timeout + 15
+    got_events = False
     try:
         with contextlib.closing(run_fanin(fan, deadline)) as batches:
             for batch in batches:
                 live: list[str] = []
                 for item in batch:
                     if type(item) is SourceError:
-                        leg.kind, leg.error = _classify(item.error), item.error
+                        leg.kind, leg.error = _classify(item.error, got_events), item.error
                         continue
+                    got_events = True
                     try:
                         payload = orjson.loads(item.data)
                     except orjson.JSONDecodeError:
@@ -180,7 +185,7 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
             leg.kind = "max_duration"
         if leg.kind == "ended" and summary.status == "failed":
             leg.error = next((r.error for r in summary.sources if r.error), "the request failed")
-            leg.kind = _classify(leg.error)
+            leg.kind = _classify(leg.error, got_events)
     if leg.kind == "ended" and not folder.finished:
         leg.kind = "dropped"
         leg.error = "the stream ended before the app reported the end of its answer"

@@ -57,7 +57,6 @@ class AnswerFolder:
     """State of one app run. `feed(event)` returns the live text owed to the reader."""
 
     app_type: str = "chatflow"          # chatflow (any /chat-messages app) | workflow | completion
-    shown: str = ""                     # what the reader has been shown
     ids: dict[str, str] = field(default_factory=lambda: {
         "conversation_id": "", "message_id": "", "task_id": "", "workflow_run_id": ""})
     usage: dict[str, Any] = field(default_factory=dict)
@@ -73,10 +72,39 @@ class AnswerFolder:
     exceptions_count: int | None = None
     run_error: str = ""
     _channel: str = ""                  # message | agent | text_chunk
-    _stream: str = ""                   # the answer as streamed (and replaced) on this connection
     _prior: str | None = None           # the answer before a resume
     _closing_message: bool = False
     _file_keys: set = field(default_factory=set)
+    # The answer as streamed (and replaced) on this connection, and what the reader was
+    # shown, kept as lists of pieces: joining a growing string on every token would make a
+    # long answer quadratic. While the two are equal (the common case), a streamed piece
+    # is shown as it is without comparing anything.
+    _stream_parts: list = field(default_factory=list)
+    _shown_parts: list = field(default_factory=list)
+    _synced: bool = True
+    _appended: str | None = None
+
+    @property
+    def _stream(self) -> str:
+        if len(self._stream_parts) > 1:
+            self._stream_parts[:] = ["".join(self._stream_parts)]
+        return self._stream_parts[0] if self._stream_parts else ""
+
+    @_stream.setter
+    def _stream(self, text: str) -> None:
+        self._stream_parts[:] = [text] if text else []
+        self._synced = False
+
+    @property
+    def shown(self) -> str:
+        """What the reader has been shown."""
+        if len(self._shown_parts) > 1:
+            self._shown_parts[:] = ["".join(self._shown_parts)]
+        return self._shown_parts[0] if self._shown_parts else ""
+
+    @shown.setter
+    def shown(self, text: str) -> None:
+        self._shown_parts[:] = [text] if text else []
 
     # ------------------------------------------------------------------ the answer
 
@@ -122,6 +150,7 @@ class AnswerFolder:
         """A new connection to the same run begins (it may replay from the start)."""
         self._prior = self.streamed
         self._stream = ""
+        self._synced = False
         self._channel = ""
         self._closing_message = False
 
@@ -176,11 +205,21 @@ class AnswerFolder:
         handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         if handler is None:
             return ""
+        synced, self._appended = self._synced and self._prior is None, None
         handler(event, data)
+        piece = self._appended
+        if synced and self._synced and piece is not None:
+            self._shown_parts.append(piece)   # shown == streamed still holds
+            return piece
+        if synced and self._synced:
+            return ""
         target = self.streamed
-        if self._prior is not None and not target.startswith(self.shown) and self.shown.startswith(target):
+        shown = self.shown
+        if self._prior is not None and not target.startswith(shown) and shown.startswith(target):
             return ""   # a replay still behind what was shown
-        return self._show(target) if target != self.shown else ""
+        owed = self._show(target) if target != shown else ""
+        self._synced = self._prior is None and self.shown == target
+        return owed
 
     def _append(self, channel: str, piece: Any) -> None:
         if not isinstance(piece, str) or not piece:
@@ -188,7 +227,8 @@ class AnswerFolder:
         if not self._channel:
             self._channel = channel
         if self._channel == channel:
-            self._stream += piece
+            self._stream_parts.append(piece)
+            self._appended = piece
 
     def _on_message(self, event: dict, data: dict) -> None:
         piece = event.get("answer")
