@@ -209,3 +209,20 @@ def test_app_types_pause_and_huge_outputs_under_the_real_runtime(plugin, sse_ser
     assert big.variables["status"] == "completed" and "[truncated by sse_fanin" in big.variables["answer"]
     lines = big.raw.split(b"\n\n")
     assert max(len(line) for line in lines) < 5 * 1024 * 1024 and len(big.raw) > 12_000_000
+
+
+def test_resume_and_stop_under_the_real_runtime(plugin, sse_server):
+    """The resume GET and the stop POST run from gevent greenlets through the bridge too."""
+    base, _ = plugin
+    v1 = sse_server.url("/v1")
+    dropped, hung = run_concurrently([
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test-workflow", "app_type": "workflow",
+                                     "query": "[drop] [drop-continue] go on"}),
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test", "query": "[hang] stop me",
+                                     "user": "grace", "max_duration": 1}),
+    ])
+    assert dropped.text == dropped.variables["answer"] == dify_answer_for("[drop] [drop-continue] go on", "user-e2e")
+    assert dropped.variables["status"] == "completed"
+    assert hung.variables["status"] == "partial" and "max_duration" in hung.variables["error"]
+    stops = json.loads(urllib.request.urlopen(sse_server.url("/v1/test/stops"), timeout=10).read())
+    assert {"kind": "chat", "task_id": hung.variables["task_id"], "user": "grace", "auth": True} in stops
