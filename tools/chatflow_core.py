@@ -40,6 +40,7 @@ _ALIASES = {"chat": "chatflow", "advanced-chat": "chatflow", "agent": "chatflow"
             "chatbot": "chatflow"}
 STOP_TIMEOUT = 5.0      # seconds for the stop request: best effort, never holds the tool up for long
 MAX_RESUMES = 2
+_ENDED_EARLY = "the stream ended before the app reported the end of its answer"
 _STOP_PATHS = {"chatflow": "/chat-messages/{task_id}/stop", "workflow": "/workflows/tasks/{task_id}/stop",
                "completion": "/completion-messages/{task_id}/stop"}
 
@@ -187,8 +188,7 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
             leg.error = next((r.error for r in summary.sources if r.error), "the request failed")
             leg.kind = _classify(leg.error, got_events)
     if leg.kind == "ended" and not folder.finished:
-        leg.kind = "dropped"
-        leg.error = "the stream ended before the app reported the end of its answer"
+        leg.kind, leg.error = "dropped", _ENDED_EARLY
 
 
 def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
@@ -266,5 +266,3 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
     yield from result_outputs(folder, app_type=plan.app_type, error=error, connection_duration=leg.duration,
                               extra=extra)
 
-
-_ENDED_EARLY = "the stream ended before the app reported the end of its answer"
