@@ -168,3 +168,23 @@ def test_every_result_message_fits_even_when_the_app_sends_too_much():
         assert len(orjson.dumps(envelope)) < LINE_LIMIT
     summary = outputs[-1][1]
     assert summary["outputs"] == "(large: see the outputs variable)" and "answer" in summary["truncated"]
+
+
+def test_a_workflow_reached_through_a_chat_call_still_gets_its_single_output():
+    """The app picker's `auto` makes a chat call when there is a query; Dify runs the app by
+    its own mode, so a workflow answers with workflow events."""
+    folder, shown = fold([{"event": "workflow_started", "data": {"id": "run-2"}},
+                          wf_finished(outputs={"summary": "done"})])
+    assert folder.answer == shown == "done" and folder.status == "completed"
+
+
+def test_app_call_failures_from_the_sdk_are_one_line_with_a_hint():
+    from tools.app_invoke_core import plan_app_call, run_app_call
+    from tools.sse_core import ToolFailure
+
+    def cut(call):
+        yield msg("partial ")
+        raise Exception("read app failed: context deadline exceeded\n(more)")
+
+    with pytest.raises(ToolFailure, match=r"read app failed: context deadline exceeded \(more\) \(the plugin daemon"):
+        list(run_app_call(plan_app_call({"app": {"app_id": "a"}, "query": "q"}), cut))

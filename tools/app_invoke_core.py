@@ -104,6 +104,8 @@ def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, A
         message = " ".join(str(exc).split()) or type(exc).__name__
         if "permission denied" in message:
             message += " (the plugin's manifest must enable app access)"
+        elif "read app failed" in message:
+            message += f" (the plugin daemon cuts one app call after about {DAEMON_CALL_CAP:g} s)"
         raise ToolFailure(f"the Dify app call failed: {message[:300]}") from None
     finally:
         close = getattr(stream, "close", None)

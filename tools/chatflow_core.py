@@ -111,6 +111,8 @@ def _explain(error: str, app_type: str) -> str:
     if app_type == "completion" and "app_unavailable" in error:
         return ("app_type: this Dify app is not a text generator (completion) app, or it is unavailable;"
                 " choose app_type chatflow or workflow to match the app")
+    if "HTTP 429" in error:
+        return f"the Dify app is rate limited; try again later ({error})"
     if "HTTP 401" in error or "HTTP 403" in error:
         return f"the Dify app refused the API key ({error})"
     if "HTTP 404" in error:

@@ -125,7 +125,8 @@ class AnswerFolder:
         resumed_without_text = self._prior is not None and not self._stream
         if isinstance(final, str) and final and (not streamed or resumed_without_text):
             return final
-        if streamed or self.app_type != "workflow" or not isinstance(self.outputs, dict):
+        acts_as_workflow = self.app_type == "workflow" or (bool(self.run_status) and not self.message_ended)
+        if streamed or not acts_as_workflow or not isinstance(self.outputs, dict):
             return streamed
         strings = [v for v in self.outputs.values() if isinstance(v, str)]
         if len(strings) == 1:
