@@ -188,3 +188,12 @@ def test_app_call_failures_from_the_sdk_are_one_line_with_a_hint():
 
     with pytest.raises(ToolFailure, match=r"read app failed: context deadline exceeded \(more\) \(the plugin daemon"):
         list(run_app_call(plan_app_call({"app": {"app_id": "a"}, "query": "q"}), cut))
+
+
+def test_a_continuation_that_begins_like_the_answer_is_still_shown_once():
+    folder = AnswerFolder("chatflow")
+    shown = "".join(folder.feed(msg(p)) for p in ["The ", "cat "])
+    folder.resume()
+    shown += "".join(folder.feed(msg(p)) for p in ["The ", "dog."])   # looks like a replay, then is not
+    shown += folder.feed(END) + folder.settle()
+    assert shown == folder.answer == "The cat The dog."

@@ -83,6 +83,9 @@ class AnswerFolder:
     _shown_parts: list = field(default_factory=list)
     _synced: bool = True
     _appended: str | None = None
+    _reset: bool = False                # the last event replaced the answer
+    _stream_len: int = 0
+    _replay_ok: bool = False            # after resume(): the new stream still matches the old text
 
     @property
     def _stream(self) -> str:
@@ -93,7 +96,9 @@ class AnswerFolder:
     @_stream.setter
     def _stream(self, text: str) -> None:
         self._stream_parts[:] = [text] if text else []
+        self._stream_len = len(text)
         self._synced = False
+        self._reset = True
 
     @property
     def shown(self) -> str:
@@ -151,7 +156,28 @@ class AnswerFolder:
         """A new connection to the same run begins (it may replay from the start)."""
         self._prior = self.streamed
         self._stream = ""
+        self._stream_len = 0
+        self._replay_ok = self.shown == self._prior
         self._synced = False
+
+    def _follow_replay(self, piece: str) -> str:
+        """A piece streamed after resume(), checked against the text from before the drop
+        in O(len(piece)): a replay from the start stays silent until it catches up; a stream
+        that goes on from the drop is shown at once."""
+        prior = self._prior or ""
+        end = self._stream_len
+        if end <= len(prior) and prior[end - len(piece):end] == piece:
+            if end == len(prior):   # caught up: the connection now holds all that was shown
+                self._prior, self._synced = None, True
+            return ""
+        self._replay_ok = False
+        if end == len(piece):       # the first piece is new text: a continuation
+            self._stream_parts.insert(0, prior)
+            self._stream_len += len(prior)
+            self._prior, self._synced = None, True
+            self._shown_parts.append(piece)
+            return piece
+        return self._settle_live()
         self._channel = ""
         self._closing_message = False
 
@@ -207,6 +233,7 @@ class AnswerFolder:
         if handler is None:
             return ""
         synced, self._appended = self._synced and self._prior is None, None
+        replaying, self._reset = self._prior is not None and self._replay_ok, False
         handler(event, data)
         piece = self._appended
         if synced and self._synced and piece is not None:
@@ -214,6 +241,12 @@ class AnswerFolder:
             return piece
         if synced and self._synced:
             return ""
+        if replaying and piece is not None and not self._reset:
+            return self._follow_replay(piece)
+        return self._settle_live()
+
+    def _settle_live(self) -> str:
+        """The general case (a replacement, or a replay that went its own way)."""
         target = self.streamed
         shown = self.shown
         if self._prior is not None and not target.startswith(shown) and shown.startswith(target):
@@ -229,6 +262,7 @@ class AnswerFolder:
             self._channel = channel
         if self._channel == channel:
             self._stream_parts.append(piece)
+            self._stream_len += len(piece)
             self._appended = piece
 
     def _on_message(self, event: dict, data: dict) -> None:
