@@ -54,6 +54,8 @@ _KEYS = web.AppKey("dify_api_keys", frozenset)
 _DELAY = web.AppKey("dify_chunk_delay", float)
 _RUNS = web.AppKey("dify_runs", dict)
 _STOPS = web.AppKey("dify_stops", list)
+_KEPT_RUNS = 64     # runs kept for the resume and stop endpoints (a [big] run holds ~4.5 MB)
+_KEPT_STOPS = 1000
 _BIG_PIECE = '{"k": "v", "n": [1, 2]}\n' * 2730   # ~64 KiB of text that grows by half once escaped
 
 
@@ -374,7 +376,7 @@ def _dify_route(route: str):
 def _register(request: web.Request, run: _Run) -> _Run:
     runs = request.app[_RUNS]
     runs[run.task_id] = runs[run.run_id] = run
-    while len(runs) > 2000:   # a long-lived `fanin serve` keeps only recent runs
+    while len(runs) > 2 * _KEPT_RUNS:   # a long-lived `fanin serve` keeps only recent runs (each twice)
         runs.pop(next(iter(runs)))
     return run
 
@@ -433,8 +435,10 @@ def _stop_route(kind: str):
             return body
         task_id, user = request.match_info["task_id"], str(body.get("user") or "")
         run = request.app[_RUNS].get(task_id)
-        request.app[_STOPS].append({"kind": kind, "task_id": task_id, "user": user,
-                                    "auth": bool(request.headers.get("Authorization"))})
+        stops = request.app[_STOPS]
+        stops.append({"kind": kind, "task_id": task_id, "user": user,
+                      "auth": bool(request.headers.get("Authorization"))})
+        del stops[:-_KEPT_STOPS]
         # chat and completion stops only act for the run's own user (else a silent no-op, still 200)
         if run is not None and (kind == "workflow" or run.user == user):
             run.stop()
