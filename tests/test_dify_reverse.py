@@ -116,14 +116,16 @@ def test_serverless_two_concurrent_calls_and_the_answer_engine(serverless_plugin
         (serverless_plugin, "dify_app", {"app": picked("app-chatflow"), "query": "[message-end-first] [files] q"}),
         (serverless_plugin, "dify_app", {"app": picked("app-chatflow"), "query": "[pause] wait"}),
     ])
-    assert agent.text == agent.variables["answer"] == dify_answer_for("agent 你好", USER)  # closing message not shown twice
+    # the New Agent's closing message is the answer, not shown a second time
+    assert agent.text == agent.variables["answer"] == dify_answer_for("agent 你好", USER)
     assert flow.text == flow.variables["answer"] == dify_answer_for("[message-end-first] [files] q", USER)
     assert flow.variables["status"] == "completed" and flow.variables["files"][0]["id"] == "file-1"
     assert paused.variables["status"] == "paused" and paused.variables["form_token"].startswith("form-tok-")
     requests = {c["request"]["query"]: c for c in calls}
     call = requests["agent 你好"]
     assert call["event"] == "session" and call["kind"] == "invoke" and call["type"] == "app"
-    assert call["request"] == {"app_id": "app-agent", "query": "agent 你好", "inputs": {"lang": "en", "query": "agent 你好"},
+    assert call["request"] == {"app_id": "app-agent", "query": "agent 你好",
+                               "inputs": {"lang": "en", "query": "agent 你好"},
                                "response_mode": "streaming", "conversation_id": "conv-7", "user": None}
     assert len({c["request_id"] for c in calls}) == len(calls) >= 3
 
@@ -137,7 +139,8 @@ def test_serverless_workflow_and_completion_calls(serverless_plugin, daemon):
                                     "response_mode": "streaming", "user": None}
     done = Invocation(serverless_plugin, "dify_app", {"app": picked("app-completion"), "app_type": "completion",
                                                      "query": "[stopped] write"})
-    assert done.variables["status"] == "completed" and done.variables["answer"] == dify_answer_for("[stopped] write", USER)
+    assert done.variables["status"] == "completed"
+    assert done.variables["answer"] == dify_answer_for("[stopped] write", USER)
 
 
 def test_serverless_error_reply_fails_with_one_line(serverless_plugin):

@@ -12,6 +12,7 @@ up early it asks the app to stop, so the run does not keep spending tokens.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ _ALIASES = {"chat": "chatflow", "advanced-chat": "chatflow", "agent": "chatflow"
 STOP_TIMEOUT = 5.0      # seconds for the stop request: best effort, never holds the tool up for long
 MAX_RESUMES = 2
 _ENDED_EARLY = "the stream ended before the app reported the end of its answer"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")   # ids the app sent, before they go into a URL path
 _STOP_PATHS = {"chatflow": "/chat-messages/{task_id}/stop", "workflow": "/workflows/tasks/{task_id}/stop",
                "completion": "/completion-messages/{task_id}/stop"}
 
@@ -195,14 +197,14 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
 
 def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
     """Ask the app to stop its run (same `user`, short timeout); best effort, never raises."""
-    if not task_id:
+    if not _SAFE_ID.fullmatch(task_id):
         return
     url = plan.api_base + _STOP_PATHS[plan.app_type].format(task_id=task_id)
 
     async def send() -> int:
         timeout = aiohttp.ClientTimeout(total=STOP_TIMEOUT)
         async with make_session(socket_factory=guard.socket_factory) as session:
-            async with session.post(url, json={"user": plan.user}, timeout=timeout,
+            async with session.post(url, json={"user": plan.user}, timeout=timeout, allow_redirects=False,
                                     headers={"Authorization": f"Bearer {plan.api_key}"}) as resp:
                 return resp.status
 
@@ -218,6 +220,12 @@ def _resume_request(plan: ChatflowPlan, run_id: str) -> Request:
                    auth_type="bearer", auth_token=plan.api_key)
 
 
+def _can_resume(plan: ChatflowPlan, folder: AnswerFolder, leg: _Leg, resumes: int) -> bool:
+    """A chatflow or workflow run that dropped before its end, with a run id to follow."""
+    return (leg.kind == "dropped" and plan.app_type != "completion" and not folder.finished
+            and resumes < MAX_RESUMES and bool(_SAFE_ID.fullmatch(folder.ids["workflow_run_id"])))
+
+
 def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
     guard = guard or guard_from_env()
     secrets = (plan.api_key,)
@@ -229,8 +237,7 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
         yield from _follow(plan.request, plan.config, folder, guard, plan.max_duration, secrets, leg)
         first = leg
         resumes = 0
-        while (leg.kind == "dropped" and plan.app_type != "completion" and folder.ids["workflow_run_id"]
-               and resumes < MAX_RESUMES and not folder.finished):
+        while _can_resume(plan, folder, leg, resumes):
             left = plan.max_duration - (time.monotonic() - started)
             if left < 1:
                 break
