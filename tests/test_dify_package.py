@@ -86,6 +86,14 @@ def test_readme_is_english_links_the_source_and_localised_ones_sit_in_readme(pac
     assert "Risk level: high" in readme and "BLOCK_PRIVATE_NETWORKS" in readme
 
 
+def test_requirements_are_pinned_and_the_sdk_is_recent_enough(package):
+    with zipfile.ZipFile(package) as archive:
+        lines = [line.strip() for line in archive.read("requirements.txt").decode().splitlines()]
+    pins = dict(line.split("==", 1) for line in lines if line and not line.startswith("#"))
+    assert all(re.fullmatch(r"[0-9][0-9a-z.]*", version) for version in pins.values()), pins
+    assert tuple(int(x) for x in pins["dify_plugin"].split(".")[:2]) >= (0, 9)   # the Marketplace's floor
+
+
 def test_the_installed_package_runs_both_url_tools(installed):
     plugin, python = installed
     port = free_port()
