@@ -27,17 +27,10 @@ test: $(STAMP)
 
 bench-deps: $(BENCH_STAMP)
 
-# Build the Dify package with the `dify` CLI (not on PyPI; see README "Dify plugin").
+# The Dify package, built from a staging folder of runtime files only (dist/staging/sse_fanin):
+# with the dify CLI on PATH by `dify plugin package`, else an unsigned zip of the same layout.
 package:
-	@if command -v dify >/dev/null 2>&1; then \
-		dify plugin package . -o sse_fanin-0.1.0.difypkg && echo "built sse_fanin-0.1.0.difypkg"; \
-	else \
-		echo "make package needs the dify CLI, which is not on PATH."; \
-		echo "  macOS:  brew tap langgenius/dify && brew install dify"; \
-		echo "  other:  download dify-plugin-<os>-<arch> from the langgenius/dify-plugin-daemon releases page,"; \
-		echo "          chmod +x it, put it on PATH as 'dify', then run make package again."; \
-		exit 1; \
-	fi
+	$(PYTHON) pluginpack/build.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

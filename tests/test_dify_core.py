@@ -178,11 +178,11 @@ def test_chatflow_continues_a_conversation_and_uses_the_given_user(server):
     assert second["answer"] == dify_answer_for("two", "alice")
 
 
-def test_chatflow_message_replace_and_final_answer_win(server):
+def test_chatflow_message_replace_wins_and_outputs_answer_is_not_appended(server):
     text, v = chat({"api_base": server.url("/v1"), "api_key": "app-test", "query": "[replace]"})
     assert v["answer"] == dify_answer_for("[replace]", "user-7") and text.endswith(v["answer"])
     text, v = chat({"api_base": server.url("/v1"), "api_key": "app-test", "query": "[final]"})
-    assert v["answer"] == "FINAL: " + dify_answer_for("[final]", "user-7") and text.endswith(v["answer"])
+    assert text == v["answer"] == dify_answer_for("[final]", "user-7") != v["outputs"]["answer"]
 
 
 def test_chatflow_error_event_fails_clearly(server):
@@ -212,3 +212,57 @@ def test_workflow_app_streams_text_chunks_and_returns_outputs(server):
     assert v["status"] == "completed"
     with pytest.raises(ToolFailure, match="workflow failed"):
         chat({"api_base": server.url("/v1"), "api_key": "app-test", "app_type": "workflow", "query": "[error]"})
+
+
+@pytest.fixture(scope="module")
+def quoted_url():
+    """160,000 small JSON events: 4.2 MB of text that grows past 5 MiB once JSON-escaped."""
+    async def quoted(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        block = b'data: {"a":"b","c":"d","e":"f"}\n\n' * 1000
+        for _ in range(160):
+            await response.write(block)
+        return response
+
+    async def start():
+        app = web.Application()
+        app.router.add_get("/quoted", quoted)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    runner = get_bridge().run(start)
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/quoted"
+    get_bridge().run(runner.cleanup)
+
+
+def test_every_sse_request_message_fits_the_line_limit_once_serialised(quoted_url):
+    """Issue 8 class 5: the cap is on the serialised message, not on the UTF-8 text."""
+    outputs = list(run_sse_request(plan_sse_request({"url": quoted_url, "max_events": 200_000})))
+    variables = {o[1]: o[2] for o in outputs if o[0] == "variable"}
+    assert variables["total_events"] == 160_000 and len("".join(o[1] for o in outputs if o[0] == "text")) > 4_000_000
+    for output in outputs:
+        assert len(orjson.dumps({"type": output[0], "message": list(output[1:])})) < 5 * 1024 * 1024
+    assert "[truncated by sse_fanin" in variables["answer"] and outputs[-1][1]["answer_truncated"] is True
+    assert outputs[-1][1]["events_truncated"] is True
+
+
+def test_the_message_boundary_cuts_whatever_a_core_yields():
+    from tools.messages import to_messages
+
+    class Collect:
+        def create_text_message(self, text):
+            return ("text", text)
+
+        def create_variable_message(self, name, value):
+            return ("variable", name, value)
+
+        def create_json_message(self, value):
+            return ("json", value)
+
+    big = '"x"\n' * 2_000_000
+    made = list(to_messages(Collect(), lambda: iter([("variable", "v", big), ("json", {"a": big, "b": 1})])))
+    assert all(len(orjson.dumps(m[-1])) <= 4 * 1024 * 1024 for m in made)
+    assert made[1][1]["b"] == 1 and "truncated by sse_fanin" in made[1][1]["a"]

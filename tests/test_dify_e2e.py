@@ -191,3 +191,38 @@ def test_total_failure_and_metadata_refusal_fail_the_node(plugin, sse_server):
                                             "auth_token": "tok-e2e-secret"})
     assert len(call.errors) == 1 and "404" in call.errors[0]["message"]
     assert b"tok-e2e-secret" not in call.raw
+
+
+def test_app_types_pause_and_huge_outputs_under_the_real_runtime(plugin, sse_server):
+    """New Agent, a paused chatflow and a 4.5 MB answer through `python -m main`: no text
+    twice, and every message line the plugin writes stays under Dify's 5 MiB limit."""
+    base, _ = plugin
+    v1 = sse_server.url("/v1")
+    agent, paused, big = run_concurrently([
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test-agent", "query": "agent ✅"}),
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test", "query": "[pause] wait"}),
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test", "query": "[big] x"}),
+    ])
+    assert agent.text == agent.variables["answer"] == dify_answer_for("agent ✅", "user-e2e")
+    assert paused.variables["status"] == "paused" and paused.variables["form_token"]
+    assert "waiting for a person" in paused.variables["note"]
+    assert big.variables["status"] == "completed" and "[truncated by sse_fanin" in big.variables["answer"]
+    lines = big.raw.split(b"\n\n")
+    assert max(len(line) for line in lines) < 5 * 1024 * 1024 and len(big.raw) > 12_000_000
+
+
+def test_resume_and_stop_under_the_real_runtime(plugin, sse_server):
+    """The resume GET and the stop POST run from gevent greenlets through the bridge too."""
+    base, _ = plugin
+    v1 = sse_server.url("/v1")
+    dropped, hung = run_concurrently([
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test-workflow", "app_type": "workflow",
+                                     "query": "[drop] [drop-continue] go on"}),
+        (base, "dify_chatflow_sse", {"api_base": v1, "api_key": "app-test", "query": "[hang] stop me",
+                                     "user": "grace", "max_duration": 1}),
+    ])
+    assert dropped.text == dropped.variables["answer"] == dify_answer_for("[drop] [drop-continue] go on", "user-e2e")
+    assert dropped.variables["status"] == "completed"
+    assert hung.variables["status"] == "partial" and "max_duration" in hung.variables["error"]
+    stops = json.loads(urllib.request.urlopen(sse_server.url("/v1/test/stops"), timeout=10).read())
+    assert {"kind": "chat", "task_id": hung.variables["task_id"], "user": "grace", "auth": True} in stops

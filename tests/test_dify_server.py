@@ -82,3 +82,52 @@ def test_open_dify_streams_are_counted_in_stats(server):
 
     assert get_bridge().run(go) == 1
     assert server.stats.open_streams == 0
+
+
+@pytest.mark.parametrize("key,path,body,kinds", [
+    ("app-test-chat", "/v1/chat-messages", {"query": "q"}, ["message", "message_end"]),
+    ("app-test-agent-chat", "/v1/chat-messages", {"query": "q"}, ["agent_thought", "agent_message", "message_end"]),
+    ("app-test-agent", "/v1/chat-messages", {"query": "q"},
+     ["agent_thought", "agent_message", "message", "message_end"]),
+    ("app-test-completion", "/v1/completion-messages", {"inputs": {"query": "q"}}, ["message", "message_end"]),
+    ("app-test-workflow", "/v1/workflows/run", {"inputs": {"query": "q"}},
+     ["workflow_started", "node_started", "node_finished", "text_chunk", "workflow_finished"]),
+])
+def test_each_app_type_sends_its_documented_sequence(server, key, path, body, kinds):
+    status, _, raw = post(server.url(path), {**body, "user": "u", "response_mode": "streaming"}, key=key)
+    seen = []
+    for event in data_events(raw):
+        if event["event"] not in seen:
+            seen.append(event["event"])
+    assert status == 200 and seen == kinds
+
+
+def test_wrong_route_gets_difys_app_type_errors(server):
+    for key, path, code in [("app-test-workflow", "/v1/chat-messages", "not_chat_app"),
+                            ("app-test-chat", "/v1/workflows/run", "not_workflow_app"),
+                            ("app-test-chat", "/v1/completion-messages", "app_unavailable")]:
+        status, _, raw = post(server.url(path), {"query": "q", "inputs": {}, "user": "u",
+                                                 "response_mode": "streaming"}, key=key)
+        assert status == 400 and orjson.loads(raw)["code"] == code
+
+
+def test_terminal_orders_pause_and_resume_endpoint(server):
+    body = {"user": "u", "response_mode": "streaming"}
+    _, _, raw = post(server.url("/v1/chat-messages"), {**body, "query": "x"})
+    assert [e["event"] for e in data_events(raw)][-2:] == ["workflow_finished", "message_end"]
+    _, _, raw = post(server.url("/v1/chat-messages"), {**body, "query": "[message-end-first] x"})
+    assert [e["event"] for e in data_events(raw)][-2:] == ["message_end", "workflow_finished"]
+    _, _, raw = post(server.url("/v1/chat-messages"), {**body, "query": "[pause] x"})
+    events = data_events(raw)
+    assert [e["event"] for e in events][-2:] == ["human_input_required", "workflow_paused"]
+    run_id = events[-1]["data"]["workflow_run_id"]
+
+    async def get(path):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(server.url(path), headers={"Authorization": f"Bearer {DIFY_TEST_KEY}"}) as resp:
+                return resp.status, await resp.read()
+
+    status, raw = get_bridge().run(lambda: get(f"/v1/workflow/{run_id}/events?user=u"))
+    assert status == 200 and data_events(raw)[-1]["event"] == "workflow_paused"
+    status, _ = get_bridge().run(lambda: get(f"/v1/workflow/{run_id}/events?user=someone-else"))
+    assert status == 404

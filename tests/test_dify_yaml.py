@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from tools.dify_result import VARIABLES
+
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en_US", "zh_Hans", "ja_JP", "pt_BR")
 
@@ -31,6 +33,7 @@ print(json.dumps({
                      "outputs": sorted((conf.output_schema or {}).get("properties", {}))}
               for name, (conf, cls) in tools.items()},
     "assets": [f.filename for f in reg.files],
+    "app_permission": reg.configuration.resource.permission.app.enabled,
 }))
 """
 
@@ -53,9 +56,12 @@ def test_yaml_loads_through_the_sdk_models():
     assert sse["secret"] == ["auth_token"] and chat["secret"] == ["api_key"]
     assert sse["outputs"] == sorted(["status", "total_events", "connection_duration", "answer", "events",
                                      "sources", "error"])
-    assert chat["outputs"] == sorted(["answer", "conversation_id", "message_id", "task_id", "usage", "outputs",
-                                      "status", "error"])
+    assert chat["outputs"] == sorted(VARIABLES)
     assert chat["params"][:3] == ["api_base", "api_key", "app_type"]
+    picker = got["tools"]["dify_app"]
+    assert picker["class"] == "DifyAppTool" and picker["outputs"] == sorted(VARIABLES)
+    assert picker["params"] == ["app", "app_type", "query", "inputs", "conversation_id", "max_duration"]
+    assert got["app_permission"] is True
     assert "icon.svg" in got["assets"]
 
 
@@ -78,7 +84,9 @@ def test_daemon_rules_versions_author_i18n_icons():
     assert re.fullmatch(r"\d+\.\d+\.\d+", manifest["meta"]["minimum_dify_version"])
     assert manifest["privacy"] == "PRIVACY.md" and (ROOT / "PRIVACY.md").is_file()
     assert set(manifest["tags"]) == {"utilities", "productivity"} and manifest["repo"].startswith("https://")
-    files = ["manifest.yaml", "provider/sse_fanin.yaml", "tools/sse_request.yaml", "tools/dify_chatflow_sse.yaml"]
+    assert re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]+", manifest["contact"])
+    files = ["manifest.yaml", "provider/sse_fanin.yaml", "tools/sse_request.yaml", "tools/dify_chatflow_sse.yaml",
+             "tools/dify_app.yaml"]
     for path in files:
         doc = load(path)
         for where, obj in _i18n_objects(doc):
@@ -117,3 +125,18 @@ def test_package_ships_requirements_txt_as_its_only_dependency_file():
     pins = (ROOT / "requirements.txt").read_text()
     for package in ("dify_plugin==", "aiohttp==", "tenacity==", "orjson=="):
         assert package in pins
+
+
+def test_minimum_dify_version_matches_the_pinned_sdk():
+    """dify_plugin's README maps SDK versions to the Dify they need (0.9.0 and later: 1.14.2)."""
+    pin = re.search(r"^dify_plugin==([0-9.]+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert tuple(int(x) for x in pin.split(".")[:2]) >= (0, 9)   # the Marketplace asks for >= 0.9.0
+    assert load("manifest.yaml")["meta"]["minimum_dify_version"] == "1.14.2"
+
+
+def test_app_picker_parameter_is_a_form_app_selector():
+    params = {p["name"]: p for p in load("tools/dify_app.yaml")["parameters"]}
+    assert params["app"]["type"] == "app-selector" and params["app"]["form"] == "form"
+    assert params["app"]["scope"] == "all" and params["app"]["required"] is True
+    assert params["max_duration"]["max"] <= 240
+    assert load("manifest.yaml")["resource"]["permission"]["app"]["enabled"] is True

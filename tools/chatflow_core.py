@@ -1,36 +1,50 @@
-"""The `dify_chatflow_sse` tool without Dify: call a Dify app's streaming API, stream only
-the answer, and end with the ids, usage and outputs as variables.
+"""The `dify_chatflow_sse` tool without Dify: call a Dify app's streaming API with its key,
+stream only the answer, and end with the ids, usage, outputs, files and citations.
 
-Same output tuples as sse_core. The request is a POST that is never re-sent once events
-have arrived (the engine refuses to replay a POST whose stream has no event ids).
+Every app type: chat, agent, New Agent and chatflow apps (`chatflow`, POST /chat-messages),
+workflow apps (`workflow`, POST /workflows/run) and text generators (`completion`, POST
+/completion-messages). The events are folded by tools/dify_answer.py (shared with the app
+picker). The POST is never re-sent; a dropped run is followed again with
+`GET /workflow/{workflow_run_id}/events` where the Dify version has it. When the tool gives
+up early it asks the app to stop, so the run does not keep spending tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 
-from fanin.embed.bridge import BridgeDeadline
+from fanin.embed.bridge import BridgeDeadline, get_bridge
+from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.errors import FaninError
 from fanin.events import SourceError
-from fanin.embed.netguard import AddressGuard
+from fanin.merge import make_session
 from fanin.redact import scrub
 from fanin.stream import Request, StreamConfig
 
 from tools import params as P
+from tools.dify_answer import AnswerFolder, DifyAppError
+from tools.dify_result import result_outputs
 from tools.sse_core import MAX_DURATION_CAP, ToolFailure, _split_text, new_fanin, run_fanin
 
-__all__ = ["ChatflowPlan", "plan_chatflow", "run_chatflow"]
+__all__ = ["ChatflowPlan", "plan_chatflow", "run_chatflow", "APP_TYPES"]
 
-_SKIPPED = frozenset({"ping", "workflow_started", "node_started", "node_finished", "node_retry",
-                      "iteration_started", "iteration_next", "iteration_completed", "loop_started",
-                      "loop_next", "loop_completed", "parallel_branch_started", "parallel_branch_finished",
-                      "agent_thought", "agent_log", "message_file", "tts_message", "tts_message_end"})
+APP_TYPES = ("chatflow", "workflow", "completion")
+_ALIASES = {"chat": "chatflow", "advanced-chat": "chatflow", "agent": "chatflow", "agent-chat": "chatflow",
+            "chatbot": "chatflow"}
+STOP_TIMEOUT = 5.0      # seconds for the stop request: best effort, never holds the tool up for long
+MAX_RESUMES = 2
+_ENDED_EARLY = "the stream ended before the app reported the end of its answer"
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")   # ids the app sent, before they go into a URL path
+_STOP_PATHS = {"chatflow": "/chat-messages/{task_id}/stop", "workflow": "/workflows/tasks/{task_id}/stop",
+               "completion": "/completion-messages/{task_id}/stop"}
 
 
 @dataclass
@@ -40,6 +54,9 @@ class ChatflowPlan:
     max_duration: float
     app_type: str
     api_key: str
+    api_base: str = ""
+    user: str = ""
+    stops_sent: list[int] = field(default_factory=list)   # HTTP statuses of stop requests (for tests)
 
 
 def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
@@ -51,20 +68,21 @@ def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
     api_key = P.text(p, "api_key").strip()
     if not api_key:
         raise ValueError("api_key: give the app's API key (app-...)")
-    app_type = P.choice(p, "app_type", ("chatflow", "workflow"), "chatflow")
+    raw_type = P.text(p, "app_type").strip().lower()
+    app_type = P.choice({"app_type": _ALIASES.get(raw_type, raw_type)}, "app_type", APP_TYPES, "chatflow")
     query = P.text(p, "query")
     inputs = P.parse_json_object(p.get("inputs"), "inputs")
     user = P.text(p, "user").strip() or (user_id or "") or "dify-plugin-sse-fanin"
     if app_type == "chatflow":
         if not query.strip():
-            raise ValueError("query: a chatflow / chat app needs a query")
+            raise ValueError("query: a chatflow / chat / agent app needs a query")
         url = f"{api_base}/chat-messages"
         body: dict[str, Any] = {"inputs": inputs, "query": query, "response_mode": "streaming", "user": user}
         conversation_id = P.text(p, "conversation_id").strip()
         if conversation_id:
             body["conversation_id"] = conversation_id
     else:
-        url = f"{api_base}/workflows/run"
+        url = f"{api_base}/workflows/run" if app_type == "workflow" else f"{api_base}/completion-messages"
         if query.strip() and "query" not in inputs:
             inputs = {**inputs, "query": query}
         body = {"inputs": inputs, "response_mode": "streaming", "user": user}
@@ -76,11 +94,27 @@ def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
     )
     request = Request(url=url, method="POST", json=body, auth_type="bearer", auth_token=api_key)
     return ChatflowPlan(request, config, P.number(p, "max_duration", 300.0, maximum=MAX_DURATION_CAP),
-                        app_type, api_key)
+                        app_type, api_key, api_base, user)
 
 
-def _explain(error: str, api_base_url: str) -> str:
+_WRONG_TYPE = {
+    "not_chat_app": "app_type: this Dify app is not a chat, agent or chatflow app; choose app_type workflow"
+                    " or completion",
+    "not_workflow_app": "app_type: this Dify app is not a workflow app; choose app_type chatflow (chat, agent,"
+                        " chatflow apps) or completion",
+}
+
+
+def _explain(error: str, app_type: str) -> str:
     """Engine errors in Dify terms."""
+    for code, line in _WRONG_TYPE.items():
+        if code in error:
+            return line
+    if app_type == "completion" and "app_unavailable" in error:
+        return ("app_type: this Dify app is not a text generator (completion) app, or it is unavailable;"
+                " choose app_type chatflow or workflow to match the app")
+    if "HTTP 429" in error:
+        return f"the Dify app is rate limited; try again later ({error})"
     if "HTTP 401" in error or "HTTP 403" in error:
         return f"the Dify app refused the API key ({error})"
     if "HTTP 404" in error:
@@ -90,136 +124,154 @@ def _explain(error: str, api_base_url: str) -> str:
     return error
 
 
-class _Answer:
-    """What the user sees and what the `answer` variable holds, kept equal when possible."""
+@dataclass
+class _Leg:
+    """How one connection to the app ended."""
 
-    def __init__(self) -> None:
-        self.streamed = ""
-
-    def add(self, piece: str) -> str:
-        self.streamed += piece
-        return piece
-
-    def settle(self, final: str) -> str:
-        """The live text still owed so the shown text ends as `final`."""
-        if final == self.streamed:
-            return ""
-        if final.startswith(self.streamed):
-            return final[len(self.streamed):]
-        return ("\n\n" if self.streamed else "") + final
+    kind: str = "ended"       # ended | dropped | idle | max_duration | deadline | failed | app_error
+    error: str = ""
+    duration: float | None = None
 
 
-def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
-    secrets = (plan.api_key,)
+def _classify(error: str, got_events: bool) -> str:
+    """idle (the idle timeout), dropped (the connection ended mid-run: worth a resume) or failed."""
+    if "no data for" in error:
+        return "idle"
+    if "connection cut mid-stream" in error or "connection lost" in error:
+        return "dropped"
+    if got_events and "HTTP " not in error:   # any other break after the stream had begun
+        return "dropped"
+    return "failed"
+
+
+def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard: AddressGuard,
+            max_duration: float, secrets: tuple[str, ...], leg: _Leg) -> Iterator[tuple]:
+    """One connection: fold its events into `folder`, yield live text; `leg` says how it ended."""
     try:
-        fan = new_fanin([plan.request], plan.config, guard=guard, max_duration=plan.max_duration)
+        fan = new_fanin([request], config, guard=guard, max_duration=max_duration)
     except (FaninError, ValueError) as exc:
         raise ToolFailure(scrub(str(exc), secrets)) from None
-    deadline = time.monotonic() + plan.max_duration + plan.config.connect_timeout + 15
-    shown = _Answer()
-    answer_override: str | None = None
-    ids = {"conversation_id": "", "message_id": "", "task_id": ""}
-    usage: dict[str, Any] = {}
-    outputs: dict[str, Any] = {}
-    finished = False
-    failure: str | None = None
+    deadline = time.monotonic() + max_duration + config.connect_timeout + 15
+    got_events = False
     try:
         with contextlib.closing(run_fanin(fan, deadline)) as batches:
             for batch in batches:
                 live: list[str] = []
                 for item in batch:
                     if type(item) is SourceError:
-                        failure = item.error
+                        leg.kind, leg.error = _classify(item.error, got_events), item.error
                         continue
+                    got_events = True
                     try:
                         payload = orjson.loads(item.data)
                     except orjson.JSONDecodeError:
                         continue
-                    if not isinstance(payload, dict):
-                        continue
-                    kind = payload.get("event") or item.event_type
-                    for key in ids:
-                        value = payload.get(key)
-                        if isinstance(value, str) and value:
-                            ids[key] = value
-                    if kind in _SKIPPED:
-                        continue
-                    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
-                    if kind in ("message", "agent_message"):
-                        piece = payload.get("answer")
-                        if isinstance(piece, str) and piece:
-                            live.append(shown.add(piece))
-                    elif kind == "text_chunk":
-                        piece = data.get("text")
-                        if isinstance(piece, str) and piece:
-                            live.append(shown.add(piece))
-                    elif kind == "message_replace":
-                        replacement = payload.get("answer")
-                        if isinstance(replacement, str):
-                            answer_override = replacement
-                            live.append(shown.add(shown.settle(replacement)))
-                            shown.streamed = replacement
-                    elif kind == "message_end":
-                        meta = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
-                        if isinstance(meta.get("usage"), dict):
-                            usage = meta["usage"]
-                        ids["message_id"] = payload.get("message_id") or payload.get("id") or ids["message_id"]
-                        finished = True
-                    elif kind == "workflow_finished":
-                        if data.get("status") not in (None, "succeeded", "partial-succeeded"):
-                            failure = f"the Dify workflow {data.get('status')}: {data.get('error') or 'no reason given'}"
+                    if isinstance(payload, dict):
+                        payload.setdefault("event", item.event_type)
+                        try:
+                            live.append(folder.feed(payload))
+                        except DifyAppError as exc:
+                            leg.kind, leg.error = "app_error", str(exc)
                             break
-                        outputs = data.get("outputs") if isinstance(data.get("outputs"), dict) else {}
-                        final = outputs.get("answer")
-                        if isinstance(final, str) and final:
-                            answer_override = final
-                        if not usage and data.get("total_tokens") is not None:
-                            usage = {"total_tokens": data.get("total_tokens")}
-                        ids["task_id"] = payload.get("task_id") or ids["task_id"]
-                        if plan.app_type == "workflow":
-                            finished = True
-                    elif kind == "error":
-                        code = payload.get("code") or "error"
-                        failure = f"the Dify app reported an error ({code}): {payload.get('message') or 'no message'}"
-                        break
-                if live:
-                    for chunk in _split_text("".join(live)):
+                text = "".join(live)
+                if text:
+                    for chunk in _split_text(text):
                         yield ("text", chunk)
-                if failure:
+                if leg.kind == "app_error":
                     break
     except BridgeDeadline:
-        failure = failure or "stopped: the run went past max_duration plus its grace period"
+        leg.kind, leg.error = "deadline", "stopped: the run went past max_duration plus its grace period"
     except FaninError as exc:
         raise ToolFailure(scrub(str(exc), secrets)) from None
-    if failure is None and fan.summary is not None and fan.summary.status == "failed":
-        failure = next((r.error for r in fan.summary.sources if r.error), "the request failed")
-    if failure:
-        raise ToolFailure(scrub(_explain(failure, plan.request.display_url), secrets))
-    if plan.app_type == "workflow" and answer_override is None and not shown.streamed:
-        strings = [v for v in outputs.values() if isinstance(v, str)]
-        if len(strings) == 1:
-            answer_override = strings[0]
-    answer = shown.streamed
-    if answer_override is not None:
-        owed = shown.settle(answer_override)
-        if owed:
-            yield ("text", owed)
-        answer = answer_override
-    status = "completed" if finished else "partial"
-    error = "" if finished else "the stream ended before the app reported the end of its answer"
-    if fan.summary is not None and fan.summary.stopped_by == "max_duration":
+    summary = fan.summary
+    if summary is not None:
+        leg.duration = summary.connection_duration
+        if summary.stopped_by == "max_duration" and leg.kind == "ended":
+            leg.kind = "max_duration"
+        if leg.kind == "ended" and summary.status == "failed":
+            leg.error = next((r.error for r in summary.sources if r.error), "the request failed")
+            leg.kind = _classify(leg.error, got_events)
+    if leg.kind == "ended" and not folder.finished:
+        leg.kind, leg.error = "dropped", _ENDED_EARLY
+
+
+def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
+    """Ask the app to stop its run (same `user`, short timeout); best effort, never raises."""
+    if not _SAFE_ID.fullmatch(task_id):
+        return
+    url = plan.api_base + _STOP_PATHS[plan.app_type].format(task_id=task_id)
+
+    async def send() -> int:
+        timeout = aiohttp.ClientTimeout(total=STOP_TIMEOUT)
+        async with make_session(socket_factory=guard.socket_factory) as session:
+            async with session.post(url, json={"user": plan.user}, timeout=timeout, allow_redirects=False,
+                                    headers={"Authorization": f"Bearer {plan.api_key}"}) as resp:
+                return resp.status
+
+    try:
+        guard.preflight(url)
+        plan.stops_sent.append(get_bridge().run(send, deadline=time.monotonic() + STOP_TIMEOUT + 1))
+    except Exception:  # the stop is a courtesy to the app; the tool's own outcome stands
+        plan.stops_sent.append(0)
+
+
+def _resume_request(plan: ChatflowPlan, run_id: str) -> Request:
+    return Request(url=f"{plan.api_base}/workflow/{run_id}/events", method="GET", params=[("user", plan.user)],
+                   auth_type="bearer", auth_token=plan.api_key)
+
+
+def _can_resume(plan: ChatflowPlan, folder: AnswerFolder, leg: _Leg, resumes: int) -> bool:
+    """A chatflow or workflow run that dropped before its end, with a run id to follow."""
+    return (leg.kind == "dropped" and plan.app_type != "completion" and not folder.finished
+            and resumes < MAX_RESUMES and bool(_SAFE_ID.fullmatch(folder.ids["workflow_run_id"])))
+
+
+def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
+    guard = guard or guard_from_env()
+    secrets = (plan.api_key,)
+    folder = AnswerFolder(plan.app_type)
+    started = time.monotonic()
+    settled = False
+    try:
+        leg = _Leg()
+        yield from _follow(plan.request, plan.config, folder, guard, plan.max_duration, secrets, leg)
+        first = leg
+        resumes = 0
+        while _can_resume(plan, folder, leg, resumes):
+            left = plan.max_duration - (time.monotonic() - started)
+            if left < 1:
+                break
+            resumes += 1
+            folder.resume()
+            again = _Leg()
+            yield from _follow(_resume_request(plan, folder.ids["workflow_run_id"]), plan.config, folder, guard,
+                               left, secrets, again)
+            if again.kind == "failed":   # e.g. 404: this Dify has no resume endpoint; keep the first outcome
+                leg = first
+                break
+            leg = again
+        if leg.kind in ("idle", "max_duration", "deadline") and not folder.finished:
+            stop_remote(plan, folder.ids["task_id"], guard)
+        settled = True
+    finally:
+        if not settled and not folder.finished:   # the generator was closed (the user stopped the tool)
+            stop_remote(plan, folder.ids["task_id"], guard)
+    if leg.kind in ("app_error", "failed", "idle") or (leg.kind == "dropped" and leg.error != _ENDED_EARLY):
+        raise ToolFailure(scrub(_explain(leg.error, plan.app_type), secrets))
+    owed = folder.settle()
+    if owed:
+        for chunk in _split_text(owed):
+            yield ("text", chunk)
+    error = ""
+    if leg.kind == "max_duration":
         error = f"stopped after max_duration ({plan.max_duration:g}s) before the app finished"
-    yield ("variable", "answer", answer)
-    yield ("variable", "conversation_id", ids["conversation_id"])
-    yield ("variable", "message_id", ids["message_id"])
-    yield ("variable", "task_id", ids["task_id"])
-    yield ("variable", "usage", usage)
-    yield ("variable", "outputs", outputs)
-    yield ("variable", "status", status)
-    yield ("variable", "error", error)
-    yield ("json", {
-        "type": "summary", "status": status, "app_type": plan.app_type, "answer": answer,
-        "conversation_id": ids["conversation_id"], "message_id": ids["message_id"], "task_id": ids["task_id"],
-        "usage": usage, "outputs": outputs, "error": error or None,
-        "connection_duration": fan.summary.connection_duration if fan.summary else None,
-    })
+    elif leg.kind == "deadline":
+        error = leg.error
+    elif not folder.finished:
+        error = _ENDED_EARLY
+    extra = {"resumed": resumes} if resumes else None
+    if plan.stops_sent:
+        extra = {**(extra or {}), "stop_requested": True}
+    yield from result_outputs(folder, app_type=plan.app_type, error=error, connection_duration=leg.duration,
+                              extra=extra)
+

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tools.message_size import fit
 from tools.sse_core import ToolFailure
 
 
@@ -20,12 +21,13 @@ def to_messages(tool: Any, make_outputs: Callable[[], Iterator[tuple]]) -> Itera
         outputs = make_outputs()
         for output in outputs:
             kind = output[0]
+            # every message fits the daemon's 5 MiB line once serialised (tools/message_size.py)
             if kind == "text":
-                yield tool.create_text_message(output[1])
+                yield tool.create_text_message(fit(output[1]))
             elif kind == "variable":
-                yield tool.create_variable_message(output[1], output[2])
+                yield tool.create_variable_message(output[1], fit(output[2]))
             elif kind == "json":
-                yield tool.create_json_message(output[1])
+                yield tool.create_json_message(fit(output[1]))
     except ToolFailure as exc:
         raise SseToolError(str(exc)) from None
     except ValueError as exc:  # a bad parameter, already one clear line

@@ -26,6 +26,7 @@ from fanin.redact import scrub
 from fanin.stream import MISSING, Request, StreamConfig
 
 from tools import params as P
+from tools.message_size import fit
 
 __all__ = ["ToolFailure", "SsePlan", "plan_sse_request", "run_sse_request", "run_fanin",
            "MAX_DURATION_CAP", "MESSAGE_BUDGET", "Output"]
@@ -155,10 +156,9 @@ def _split_text(text: str) -> Iterator[str]:
 
 
 def _cap_text(text: str) -> tuple[str, bool]:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= MESSAGE_BUDGET:
-        return text, False
-    return encoded[:MESSAGE_BUDGET].decode("utf-8", "ignore"), True
+    """Cut on the serialised size (escaped quotes and newlines count), with a marker."""
+    capped = fit(text, MESSAGE_BUDGET)
+    return capped, capped is not text
 
 
 def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iterator[Output]:

@@ -1,0 +1,122 @@
+"""The `dify_app` tool without Dify: call an app of the same workspace picked in an app
+selector (Dify's reverse invocation) and stream its answer.
+
+The SDK's `session.app.*.invoke(..., response_mode="streaming")` yields the same event dicts
+as the service API, so they go through the same answer engine (tools/dify_answer.py) and
+the same closing outputs (tools/dify_result.py) as `dify_chatflow_sse`. The event source is
+passed in as a callable, so this is tested without the SDK; the Tool class supplies the
+SDK's call.
+
+What the reverse invocation cannot do (documented in the README): Dify runs the app as the
+session's user and ignores a plugin-given `user`; it has no files field; the daemon cuts
+one call after about 240 s; there is no stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tools import params as P
+from tools.dify_answer import AnswerFolder, DifyAppError
+from tools.dify_result import result_outputs
+from tools.sse_core import ToolFailure, _split_text
+
+__all__ = ["AppCall", "plan_app_call", "run_app_call", "APP_CALL_TYPES", "DAEMON_CALL_CAP"]
+
+APP_CALL_TYPES = ("auto", "chatflow", "workflow", "completion")
+DAEMON_CALL_CAP = 240.0   # the plugin daemon closes one reverse call's stream after this (default)
+
+
+@dataclass
+class AppCall:
+    app_id: str
+    app_type: str          # auto | chatflow | workflow | completion
+    query: str
+    inputs: dict[str, Any]
+    conversation_id: str | None
+    max_duration: float
+    ignored_files: int = 0
+
+    @property
+    def method(self) -> str:
+        """Which SDK invocation carries the call (all send Dify the same `app` request)."""
+        if self.app_type == "auto":
+            return "chat" if self.query.strip() else "workflow"
+        return {"chatflow": "chat", "workflow": "workflow", "completion": "completion"}[self.app_type]
+
+
+def plan_app_call(p: dict[str, Any]) -> AppCall:
+    """Merge the picker's value `{"app_id", "inputs", "files"}` with the tool's own query,
+    inputs (they win over the picker's) and conversation_id. One-line ValueError when bad."""
+    picked = p.get("app")
+    if isinstance(picked, str) and picked.strip().startswith("{"):
+        picked = P.parse_json_object(picked, "app")
+    if not isinstance(picked, dict) or not isinstance(picked.get("app_id"), str) or not picked["app_id"].strip():
+        raise ValueError("app: pick an app in the app selector")
+    picked_inputs = picked.get("inputs") if isinstance(picked.get("inputs"), dict) else {}
+    inputs = {**picked_inputs, **P.parse_json_object(p.get("inputs"), "inputs")}
+    app_type = P.choice(p, "app_type", APP_CALL_TYPES, "auto")
+    query = P.text(p, "query")
+    if query.strip() and "query" not in inputs and app_type in ("auto", "workflow", "completion"):
+        inputs["query"] = query
+    if app_type == "chatflow" and not query.strip():
+        raise ValueError("query: a chatflow / chat / agent app needs a query")
+    files = picked.get("files")
+    return AppCall(
+        app_id=picked["app_id"].strip(), app_type=app_type, query=query, inputs=inputs,
+        conversation_id=P.text(p, "conversation_id").strip() or None,
+        max_duration=P.number(p, "max_duration", DAEMON_CALL_CAP - 10, maximum=DAEMON_CALL_CAP),
+        ignored_files=len(files) if isinstance(files, list) else 0,
+    )
+
+
+def _folder_type(call: AppCall) -> str:
+    return "chatflow" if call.method == "chat" else call.method
+
+
+def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, Any]]]) -> Iterator[tuple]:
+    """Fold the events of `events(call)` (the SDK's streaming invoke) into live text and
+    the closing outputs."""
+    folder = AnswerFolder(_folder_type(call))
+    started = time.monotonic()
+    error = ""
+    stream = iter(())
+    try:
+        stream = iter(events(call))
+        for event in stream:
+            if not isinstance(event, dict):
+                continue
+            try:
+                live = folder.feed(event)
+            except DifyAppError as exc:
+                raise ToolFailure(str(exc)) from None
+            for chunk in _split_text(live):
+                yield ("text", chunk)
+            if time.monotonic() - started > call.max_duration and not folder.finished:
+                error = f"stopped reading after max_duration ({call.max_duration:g}s); the app run goes on in Dify"
+                break
+    except ToolFailure:
+        raise
+    except Exception as exc:  # the SDK raises a bare Exception with the daemon's message
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if "permission denied" in message:
+            message += " (the plugin's manifest must enable app access)"
+        elif "read app failed" in message:
+            message += f" (the plugin daemon cuts one app call after about {DAEMON_CALL_CAP:g} s)"
+        raise ToolFailure(f"the Dify app call failed: {message[:300]}") from None
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    owed = folder.settle()
+    for chunk in _split_text(owed):
+        yield ("text", chunk)
+    if not error and not folder.finished:
+        error = "the stream ended before the app reported the end of its answer"
+    extra: dict[str, Any] = {"app_id": call.app_id, "invoked_as": call.method}
+    if call.ignored_files:
+        extra["files_not_passed"] = call.ignored_files
+    yield from result_outputs(folder, app_type=call.app_type, error=error, extra=extra)
