@@ -89,6 +89,8 @@ class FanIn:
         self._space = asyncio.Event()
         self._space.set()
         self._live = 0
+        self._deadline: float | None = None
+        self._delivered = [0] * len(self.requests)  # events handed to the consumer, per source
 
     # ------------------------------------------------------------------ producers
     async def _deliver(self, batch: Batch) -> None:
@@ -117,15 +119,24 @@ class FanIn:
 
     # ------------------------------------------------------------------ consumer
     async def stream(self) -> AsyncIterator[Event | SourceError]:
-        """Every event and source error, one at a time, in merged order."""
+        """Every event and source error, one at a time, in merged order.
+
+        max_duration is checked before each event: a consumer that awaits per event must
+        not stretch the run by the length of one network read's worth of events."""
         async with contextlib.aclosing(self.stream_batches()) as batches:
             async for chunk in batches:
-                for item in chunk:
-                    if type(item) is Batch:
-                        for event in item.events():
-                            yield event
-                    else:
+                for index, item in enumerate(chunk):
+                    if type(item) is not Batch:
                         yield item
+                        continue
+                    for offset, event in enumerate(item.events()):
+                        if self._past_deadline():
+                            self._cut(chunk, index, offset)
+                            break
+                        yield event
+                    else:
+                        continue
+                    break
 
     async def stream_batches(self) -> AsyncIterator[list[Item]]:
         """The merged sequence as lists of Batch (one network read of one source, events
@@ -134,7 +145,7 @@ class FanIn:
         Closing this generator (aclose, Ctrl-C, a consumer that stops) cancels every
         source and closes every connection before it returns."""
         started = time.monotonic()
-        deadline = started + self.max_duration if self.max_duration else None
+        deadline = self._deadline = started + self.max_duration if self.max_duration else None
         session = self.connector_factory() if self.connector_factory else make_session()
         self.streams = [
             SSEStream(session, index, request, self.config, self.observer)
@@ -144,6 +155,11 @@ class FanIn:
         tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
         try:
             while True:
+                # Every pass, not only when the wait below times out: a consumer that awaits
+                # between items keeps the queue non-empty, so that wait may never happen.
+                if self.stopped_by or (deadline is not None and time.monotonic() >= deadline):
+                    self.stopped_by = self.stopped_by or "max_duration"
+                    break
                 if self._pending:
                     item = self._pending.popleft()
                     if type(item) is Batch:
@@ -170,13 +186,9 @@ class FanIn:
                 if timeout is None:
                     await self._wake.wait()
                     continue
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
-                except TimeoutError:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.stopped_by = "max_duration"
-                        break
             if self.reorder is not None and not self.stopped_by:
                 rest = self._number(self.reorder.flush())
                 if rest:
@@ -189,6 +201,22 @@ class FanIn:
             self.summary = self._summarise(time.monotonic() - started)
 
     # ------------------------------------------------------------------ helpers
+    def _past_deadline(self) -> bool:
+        """The run's time is up and nothing has ended it yet."""
+        return self._deadline is not None and not self.stopped_by and time.monotonic() >= self._deadline
+
+    def _cut(self, chunk: list[Item], index: int, offset: int) -> None:
+        """The deadline passed while stream() was handing out `chunk`: the events from
+        chunk[index] event `offset` on were numbered but never delivered, so take them back
+        out of the counts."""
+        self.stopped_by = "max_duration"
+        for position in range(index, len(chunk)):
+            item = chunk[position]
+            if type(item) is Batch:
+                dropped = len(item.messages) - (offset if position == index else 0)
+                self.total_events -= dropped
+                self._delivered[item.source] -= dropped
+
     def _seconds_to_wait(self, deadline: float | None) -> float | None:
         """Until the run's deadline or the next held event falls due, whichever is first."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -228,6 +256,7 @@ class FanIn:
                     item.messages = item.messages[:room]
             item.first_number = self.total_events + 1
             self.total_events += len(item.messages)
+            self._delivered[item.source] += len(item.messages)
             out.append(item)
         if limit is not None and self.total_events >= limit:
             self.stopped_by = "max_events"
