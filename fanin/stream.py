@@ -201,6 +201,20 @@ async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
+    """The next bytes of the body; TimeoutError only after `idle` seconds of waiting with
+    nothing buffered. Bytes already received always come back first, however long the
+    consumer kept us from reading (only the wait for new bytes is timed)."""
+    try:
+        async with asyncio.timeout(idle):
+            return await content.read(READ_SIZE)
+    except TimeoutError:
+        late = content.read_nowait(READ_SIZE)  # bytes that landed as the timer fired
+        if late:
+            return late
+        raise
+
+
 def _content_type_essence(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -224,7 +238,9 @@ class SSEStream:
         )
         self._body = request.body_bytes()
         self._json_type = request.json is not MISSING
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=config.idle_timeout)
+        # No sock_read: aiohttp's read timer fails the body even when bytes are buffered, so
+        # a slow consumer lost events; the idle gap is timed around each read instead.
+        self._timeout = aiohttp.ClientTimeout(total=None)
 
     # ------------------------------------------------------------------ public
     async def run(self, deliver: Deliver) -> SourceReport:
@@ -357,11 +373,12 @@ class SSEStream:
         parser.new_connection()
         source, url, observer = self.source, self.url, self.observer
         delivered_here = 0
+        idle = self.config.idle_timeout
         try:
             content = resp.content
             while True:
                 try:
-                    chunk = await content.read(READ_SIZE)
+                    chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
                 except TimeoutError:
                     raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
                 except aiohttp.ClientPayloadError:
