@@ -110,9 +110,12 @@ class FanIn:
 
     async def _run_source(self, stream: SSEStream) -> None:
         try:
-            report = await stream.run(self._deliver)
-            if report.status == "failed":
-                self._pending.append(SourceError(stream.source, stream.url, report.error or "failed"))
+            try:
+                await stream.run(self._deliver)
+            except Exception as exc:  # e.g. an observer's on_end raised: still this source's failure
+                stream.fail_unexpected(exc)
+            if stream.report.status == "failed":
+                self._pending.append(SourceError(stream.source, stream.url, stream.report.error or "failed"))
         finally:
             self._live -= 1
             self._wake.set()
@@ -146,14 +149,16 @@ class FanIn:
         source and closes every connection before it returns."""
         started = time.monotonic()
         deadline = self._deadline = started + self.max_duration if self.max_duration else None
-        session = self.connector_factory() if self.connector_factory else make_session()
-        self.streams = [
-            SSEStream(session, index, request, self.config, self.observer)
-            for index, request in enumerate(self.requests)
-        ]
-        self._live = len(self.streams)
-        tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
+        session: aiohttp.ClientSession | None = None
+        tasks: list[asyncio.Task] = []
         try:
+            session = self.connector_factory() if self.connector_factory else make_session()
+            self.streams = [
+                SSEStream(session, index, request, self.config, self.observer)
+                for index, request in enumerate(self.requests)
+            ]
+            self._live = len(self.streams)
+            tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
             while True:
                 # Every pass, not only when the wait below times out: a consumer that awaits
                 # between items keeps the queue non-empty, so that wait may never happen.
@@ -197,8 +202,10 @@ class FanIn:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await session.close()
-            self.summary = self._summarise(time.monotonic() - started)
+            if session is not None:
+                await session.close()
+            if tasks:  # a run happened (setting it up did not raise): summarise it
+                self.summary = self._summarise(time.monotonic() - started)
 
     # ------------------------------------------------------------------ helpers
     def _past_deadline(self) -> bool:

@@ -28,6 +28,7 @@ from .retry import Reconnect, ReconnectPolicy
 
 __all__ = [
     "MISSING",
+    "host_problem",
     "Request",
     "StreamConfig",
     "StreamObserver",
@@ -59,6 +60,29 @@ def _check_header(name: str, value: str, *, secret: bool = False) -> None:
     if any(c in value for c in "\r\n\0"):
         shown = "(secret value)" if secret else "value"
         raise UsageError(f"header {name!r} {shown} contains CR, LF or NUL; that would split the request")
+
+
+def host_problem(host: str) -> str | None:
+    """Why a URL's host (in its ASCII form, as yarl's raw_host gives it) can never be
+    looked up, or None. DNS limits: no empty label, labels up to 63 characters, names up
+    to 253; an `xn--` label must be valid punycode. Underscores stay allowed (service
+    names on private networks use them)."""
+    if ":" in host:  # an IPv6 literal; yarl has checked it
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        return f"host name longer than 253 characters ({len(name)})"
+    for label in name.split("."):
+        if not label:
+            return "host name has an empty label"
+        if len(label) > 63:
+            return f"host name label longer than 63 characters ({len(label)})"
+        if label[:4].lower() == "xn--":
+            try:
+                label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                return f"host name label {label[:70]!r} is not valid punycode"
+    return None
 
 
 @dataclass
@@ -95,10 +119,13 @@ class Request:
             url = URL(self.url)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"bad URL {redact_url(str(self.url))!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not url.raw_host:
             raise UsageError(
                 f"bad URL {redact_url(self.url)!r}: need an absolute http:// or https:// URL with a host"
             )
+        problem = host_problem(url.raw_host)
+        if problem:
+            raise UsageError(f"bad URL {redact_url(self.url)!r}: {problem}")
         if not self.method or not set(self.method) <= _METHOD_OK:
             raise UsageError(f"bad HTTP method {self.method!r}")
         for name, value in self.headers.items():
@@ -114,6 +141,7 @@ class Request:
                 _check_header(self.auth_header, "")
         if self.body is not None and self.json is not MISSING:
             raise UsageError("give either a raw body or a JSON body, not both")
+        self.body_bytes()  # a JSON body that cannot be serialised is refused now, not mid-run
 
     def build_headers(self, last_event_id: str) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -130,7 +158,10 @@ class Request:
 
     def body_bytes(self) -> bytes | None:
         if self.json is not MISSING:
-            return orjson.dumps(self.json)
+            try:
+                return orjson.dumps(self.json)
+            except orjson.JSONEncodeError as exc:
+                raise UsageError(f"the JSON body cannot be serialised: {exc}") from None
         if isinstance(self.body, str):
             return self.body.encode()
         return self.body
@@ -263,6 +294,8 @@ class SSEStream:
             if self.report.status == "pending":
                 self.report.status = "stopped"
             raise
+        except Exception as exc:  # a bug, a raising observer, a library error nobody foresaw
+            self.fail_unexpected(exc)
         self.observer.on_end(self.source, self.report.status)
         return self.report
 
@@ -273,6 +306,13 @@ class SSEStream:
         if self.request.url != self.url:
             message = message.replace(self.request.url, self.url)
         return scrub(message, self.request.secrets)
+
+    def fail_unexpected(self, exc: BaseException) -> None:
+        """Mark the source failed by an exception nobody planned for, in one clean line:
+        such a source must never end up counted as completed."""
+        text = " ".join(str(exc).split())
+        text = text[:300] + ("..." if len(text) > 300 else "")
+        self._fail("internal", f"unexpected error: {exc.__class__.__name__}" + (f": {text}" if text else ""))
 
     def _fail(self, kind: str, message: str) -> None:
         self.report.status = "failed"
