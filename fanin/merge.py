@@ -95,13 +95,21 @@ class FanIn:
     # ------------------------------------------------------------------ producers
     async def _deliver(self, batch: Batch) -> None:
         pending = self._pending
-        last = pending[-1] if pending else None
-        # Equal stamps: the lower source index goes first (DESIGN.md "Ordering").
-        if (type(last) is Batch and last.arrival_ns == batch.arrival_ns  # type: ignore[union-attr]
-                and last.source > batch.source):  # type: ignore[union-attr]
-            pending.insert(len(pending) - 1, batch)
-        else:
+        # Equal stamps: the lower source index goes first (DESIGN.md "Ordering"). The deque
+        # is in stamp order, so the items with this stamp are a run at its end: step back
+        # over every one of them from a higher source.
+        stamp, source = batch.arrival_ns, batch.source
+        at = len(pending)
+        while at:
+            prev = pending[at - 1]
+            if type(prev) is Batch and prev.arrival_ns == stamp and prev.source > source:  # type: ignore[union-attr]
+                at -= 1
+            else:
+                break
+        if at == len(pending):
             pending.append(batch)
+        else:
+            pending.insert(at, batch)
         self._pending_events += len(batch)
         self._wake.set()
         if self._pending_events > self.queue_limit:
@@ -194,7 +202,9 @@ class FanIn:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
-            if self.reorder is not None and not self.stopped_by:
+            if self.reorder is not None and self.stopped_by != "max_events":
+                # Held events arrived before the run ended (the end of every source, the
+                # deadline): deliver them in event-time order rather than lose them.
                 rest = self._number(self.reorder.flush())
                 if rest:
                     yield rest
@@ -271,6 +281,8 @@ class FanIn:
 
     def _summarise(self, elapsed: float) -> Summary:
         reports = [s.report for s in self.streams]
+        for report in reports:  # what the consumer got, not what the source read: they sum to total_events
+            report.events = self._delivered[report.source]
         for stream in self.streams:
             if stream.report.status in ("pending", "stopped"):
                 stream.report.status = "stopped"
