@@ -2,9 +2,10 @@
 
 Why the order holds: a source stamps a network read and appends its batch to the shared
 deque in the same synchronous step (no await in between), so the deque is in stamp
-order by construction. Backpressure: once the deque holds more than `queue_limit`
-events, a source that appended waits before reading again, so memory stays bounded
-(the limit plus at most one read per source) and nothing is dropped.
+order by construction. Backpressure: once the deque (plus, with --order-by, the events
+held in the reorder window) holds more than `queue_limit` events, a source that appended
+waits before reading again, so memory stays bounded (the limit plus at most one read
+per source) and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class FanIn:
         self.stopped_by: str | None = None
         self.total_events = 0
         self._pending: deque[Item] = deque()
-        self._pending_events = 0
+        self._pending_events = 0  # events queued, plus those held in the reorder window
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -175,10 +176,8 @@ class FanIn:
                     break
                 if self._pending:
                     item = self._pending.popleft()
-                    if type(item) is Batch:
-                        self._pending_events -= len(item)
-                        if self._pending_events <= self.queue_limit // 2:
-                            self._space.set()
+                    if type(item) is Batch and self.reorder is None:
+                        self._free(len(item))
                     out = self._admit(item)
                     if out:
                         yield out
@@ -186,7 +185,7 @@ class FanIn:
                         break
                     continue
                 if self.reorder is not None and self.reorder.held:
-                    released = self._number(self.reorder.release(time.monotonic_ns()))
+                    released = self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
                     if released:
                         yield released
                         if self.stopped_by:
@@ -205,7 +204,7 @@ class FanIn:
             if self.reorder is not None and self.stopped_by != "max_events":
                 # Held events arrived before the run ended (the end of every source, the
                 # deadline): deliver them in event-time order rather than lose them.
-                rest = self._number(self.reorder.flush())
+                rest = self._number(self._release_held(self.reorder.flush()))
                 if rest:
                     yield rest
         finally:
@@ -247,13 +246,29 @@ class FanIn:
         if type(item) is not Batch:
             return [item]
         if self.dedup is not None:
+            received = len(item.messages)
             item.messages = self.dedup.admit(item)
+            if self.reorder is not None:
+                self._free(received - len(item.messages))
             if not item.messages:
                 return []
         if self.reorder is not None:
             self.reorder.push(item.events())
-            return self._number(self.reorder.release(time.monotonic_ns()))
+            return self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
         return self._number([item])
+
+    def _release_held(self, events: list[Event]) -> list[Event]:
+        """Events leaving the reorder window no longer take room in the queue."""
+        if events:
+            self._free(len(events))
+        return events
+
+    def _free(self, n: int) -> None:
+        """n events left the queue (or the reorder window): wake the readers once the
+        backlog is down to half the limit."""
+        self._pending_events -= n
+        if self._pending_events <= self.queue_limit // 2:
+            self._space.set()
 
     def _number(self, items: list) -> list[Item]:
         """Number events in merged order. Takes Batches, or Events released by the
