@@ -16,7 +16,7 @@ import dataclasses
 import time
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import aiohttp
 
@@ -91,6 +91,7 @@ class FanIn:
         self._space.set()
         self._live = 0
         self._deadline: float | None = None
+        self._started = False
         self._delivered = [0] * len(self.requests)  # events handed to the consumer, per source
 
     # ------------------------------------------------------------------ producers
@@ -130,7 +131,7 @@ class FanIn:
             self._wake.set()
 
     # ------------------------------------------------------------------ consumer
-    async def stream(self) -> AsyncIterator[Event | SourceError]:
+    async def stream(self) -> AsyncGenerator[Event | SourceError, None]:
         """Every event and source error, one at a time, in merged order.
 
         max_duration is checked before each event: a consumer that awaits per event must
@@ -150,12 +151,18 @@ class FanIn:
                         continue
                     break
 
-    async def stream_batches(self) -> AsyncIterator[list[Item]]:
+    async def stream_batches(self) -> AsyncGenerator[list[Item], None]:
         """The merged sequence as lists of Batch (one network read of one source, events
         numbered) and SourceError records; cheaper than stream() for fast consumers.
 
         Closing this generator (aclose, Ctrl-C, a consumer that stops) cancels every
-        source and closes every connection before it returns."""
+        source and closes every connection before it returns.
+
+        A FanIn runs once: its counts, limits and summary belong to that run, so a second
+        iteration (of either method) raises UsageError; make a new FanIn instead."""
+        if self._started:
+            raise UsageError("this FanIn has already run; make a new FanIn for another run")
+        self._started = True
         started = time.monotonic()
         deadline = self._deadline = started + self.max_duration if self.max_duration else None
         session: aiohttp.ClientSession | None = None
