@@ -24,7 +24,7 @@ from .errors import EventTooLargeError, FaninError, UsageError
 from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
 from .redact import redact_url, scrub
-from .retry import Reconnect, ReconnectPolicy
+from .retry import Reconnect, ReconnectPolicy, retry_after_seconds
 
 __all__ = [
     "MISSING",
@@ -44,6 +44,7 @@ RECONNECT_MODES = ("error", "always", "never")
 AUTH_TYPES = ("none", "bearer", "api_key")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _METHOD_OK = _TOKEN_CHARS
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110, 9.2.2
 
 
 class StreamFailed(FaninError):
@@ -214,10 +215,7 @@ Deliver = Callable[[Batch], Awaitable[None]]
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    return None
+    return retry_after_seconds(resp.headers.get("Retry-After", ""))
 
 
 async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
@@ -328,7 +326,15 @@ class SSEStream:
 
     async def _attempt(self, deliver: Deliver) -> None:
         try:
-            await self._connect_and_read(deliver)
+            try:
+                await self._connect_and_read(deliver)
+            except Reconnect as exc:
+                if not self._may_resend(exc):
+                    raise StreamFailed(
+                        exc.kind, f"{exc}; not re-sending the {self.request.method} request, which the server"
+                        " may have acted on",
+                    ) from None
+                raise
         except Reconnect as exc:
             self.policy.record(exc)
             self.policy.server_retry_ms = self.parser.retry_ms
@@ -368,7 +374,7 @@ class SSEStream:
                 reason = "connection refused"
             else:
                 reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
-            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}") from None
+            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}", maybe_processed=False) from None
         except aiohttp.ClientError as exc:
             raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
@@ -399,7 +405,10 @@ class SSEStream:
             raise _NoMoreEvents()
         if status in (408, 429) or status >= 500:
             kind = f"http_{status}" if status in (408, 429) else "http_5xx"
-            raise Reconnect(kind, reason, retry_after=_retry_after(resp))
+            retry_after = _retry_after(resp)
+            # 408, 429 and a 503 that names a time to come back say the request was not acted on.
+            refused = status in (408, 429) or (status == 503 and retry_after is not None)
+            raise Reconnect(kind, reason, retry_after=retry_after, maybe_processed=not refused)
         if 400 <= status < 500:
             raise StreamFailed("http_4xx", f"{reason}: {excerpt}" if excerpt else reason)
         raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
@@ -460,9 +469,17 @@ class SSEStream:
                 return
             raise Reconnect("clean_end", f"stream ended by {url}", counts_as_failure=delivered_here == 0)
 
-    def _may_resend(self) -> bool:
-        """A non-GET request that delivered events is resumed only if the stream has ids."""
-        return self.request.method.upper() == "GET" or self.report.events == 0 or bool(self.parser.last_event_id)
+    def _may_resend(self, exc: Reconnect | None = None) -> bool:
+        """Whether the request may go out again. Idempotent methods: always. Others (POST
+        runs an LLM call or a Dify app): when the stream resumes by event id after
+        delivering events, or when `exc` proves the request was not acted on (no
+        connection, 408, 429, 503 with Retry-After); never after a timeout, a 5xx or a
+        cut that may have come after the server started the work."""
+        if self.request.method.upper() in _IDEMPOTENT:
+            return True
+        if self.report.events and self.parser.last_event_id:
+            return True
+        return exc is not None and not exc.maybe_processed
 
     async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
         stop_on = self.config.stop_on
