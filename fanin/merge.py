@@ -138,9 +138,14 @@ class FanIn:
         not stretch the run by the length of one network read's worth of events."""
         async with contextlib.aclosing(self.stream_batches()) as batches:
             async for chunk in batches:
+                timed = self._deadline is not None
                 for index, item in enumerate(chunk):
                     if type(item) is not Batch:
                         yield item
+                        continue
+                    if not timed:
+                        for event in item.events():
+                            yield event
                         continue
                     for offset, event in enumerate(item.events()):
                         if self._past_deadline():
