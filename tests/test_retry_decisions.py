@@ -86,14 +86,14 @@ async def test_retry_after_is_honoured_in_both_forms(form):
     async def handler(request):
         seen.append(time.monotonic())
         if len(seen) == 1:
-            value = "2" if form == "seconds" else email.utils.formatdate(time.time() + 2, usegmt=True)
+            value = "1" if form == "seconds" else email.utils.formatdate(time.time() + 2, usegmt=True)
             return web.Response(status=503, headers={"Retry-After": value}, text="busy")
         return await sse(request)
 
     async with app_server(handler) as url:
         events, summary = await collect(Request(url))
     assert [e.data for e in events] == ["ok"] and summary.status == "completed"
-    # An HTTP date has whole seconds: "now + 2 s" is at least one second away.
+    # "1" is one second; an HTTP date has whole seconds, so "now + 2 s" is at least one away.
     assert seen[1] - seen[0] >= 0.9, seen
 
 
