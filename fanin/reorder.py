@@ -38,7 +38,10 @@ def event_time_ns(value) -> int | None:
         text = value.strip()
         if not _NUMBER.fullmatch(text):
             return _iso_ns(text)
-        value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        try:
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:  # more digits than Python converts (a hostile stamp): no timestamp
+            return None
     if isinstance(value, int):
         for bound, scale in _SCALES:
             if abs(value) < bound:
