@@ -1,13 +1,19 @@
 """fanin: a spec-exact Server-Sent Events client. Many streams, resilient reconnects,
 one arrival-ordered queue. See docs/ENGINE_API.md for how the modules fit."""
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
 from .errors import FaninError, UsageError  # noqa: E402
-from .events import Event, SourceError, SourceReport, Summary, dumps  # noqa: E402
+from .events import Batch, Event, SourceError, SourceReport, Summary, dumps  # noqa: E402
 
-__all__ = ["__version__", "FaninError", "UsageError", "Event", "SourceError", "SourceReport", "Summary", "dumps",
-           "FanIn", "Request", "StreamConfig"]
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports these on first use
+    from .merge import FanIn
+    from .stream import Request, StreamConfig, StreamObserver
+
+__all__ = ["__version__", "FaninError", "UsageError", "Batch", "Event", "SourceError", "SourceReport", "Summary",
+           "dumps", "FanIn", "Request", "StreamConfig", "StreamObserver"]
 
 
 def __getattr__(name: str):
@@ -16,8 +22,8 @@ def __getattr__(name: str):
         from .merge import FanIn
 
         return FanIn
-    if name in ("Request", "StreamConfig"):
+    if name in ("Request", "StreamConfig", "StreamObserver"):
         from . import stream
 
         return getattr(stream, name)
-    raise AttributeError(name)
+    raise AttributeError(f"module 'fanin' has no attribute {name!r}")

@@ -24,7 +24,7 @@ class IdDeduplicator:
             seen = self._seen[batch.source] = OrderedDict()
         kept = []
         for message in batch.messages:
-            if message[3]:  # own id
+            if message[3] and message[2]:  # an own, non-empty id (an empty `id:` resets, names nothing)
                 event_id = message[2]
                 if event_id in seen:
                     self.dropped += 1

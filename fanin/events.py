@@ -17,26 +17,30 @@ __all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "dumps", 
 class _WallClock:
     """Formats wall-clock stamps cheaply: every event of one network read shares one
     stamp, so the last string is reused, and within one second only the microseconds
-    change, so the formatted second is reused too."""
+    change, so the formatted second is reused too.
 
-    __slots__ = ("_second", "_prefix", "_last_ns", "_last")
+    Each cache is one (key, text) tuple, read once and replaced in one store, so threads
+    sharing the formatter (the bridge runs the engine on its own OS thread) can never pair
+    one second's key with another second's text."""
+
+    __slots__ = ("_second", "_last")
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-        self._last_ns = -1
-        self._last = ""
+        self._second: tuple[int, str] = (-1, "")
+        self._last: tuple[int, str] = (-1, "")
 
     def format(self, epoch_ns: int) -> str:
-        if epoch_ns == self._last_ns:
-            return self._last
+        last = self._last
+        if last[0] == epoch_ns:
+            return last[1]
         second, rest = divmod(epoch_ns, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        self._last_ns = epoch_ns
-        self._last = f"{self._prefix}{rest // 1000:06d}Z"
-        return self._last
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S."))
+            self._second = cached
+        text = f"{cached[1]}{rest // 1000:06d}Z"
+        self._last = (epoch_ns, text)
+        return text
 
 
 _clock = _WallClock()

@@ -2,9 +2,10 @@
 
 Why the order holds: a source stamps a network read and appends its batch to the shared
 deque in the same synchronous step (no await in between), so the deque is in stamp
-order by construction. Backpressure: once the deque holds more than `queue_limit`
-events, a source that appended waits before reading again, so memory stays bounded
-(the limit plus at most one read per source) and nothing is dropped.
+order by construction. Backpressure: once the deque (plus, with --order-by, the events
+held in the reorder window) holds more than `queue_limit` events, a source that appended
+waits before reading again, so memory stays bounded (the limit plus at most one read
+per source) and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import time
 import urllib.request
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import aiohttp
 
@@ -84,22 +85,33 @@ class FanIn:
         self.stopped_by: str | None = None
         self.total_events = 0
         self._pending: deque[Item] = deque()
-        self._pending_events = 0
+        self._pending_events = 0  # events queued, plus those held in the reorder window
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
         self._live = 0
+        self._deadline: float | None = None
+        self._started = False
+        self._delivered = [0] * len(self.requests)  # events handed to the consumer, per source
 
     # ------------------------------------------------------------------ producers
     async def _deliver(self, batch: Batch) -> None:
         pending = self._pending
-        last = pending[-1] if pending else None
-        # Equal stamps: the lower source index goes first (DESIGN.md "Ordering").
-        if (type(last) is Batch and last.arrival_ns == batch.arrival_ns  # type: ignore[union-attr]
-                and last.source > batch.source):  # type: ignore[union-attr]
-            pending.insert(len(pending) - 1, batch)
-        else:
+        # Equal stamps: the lower source index goes first (DESIGN.md "Ordering"). The deque
+        # is in stamp order, so the items with this stamp are a run at its end: step back
+        # over every one of them from a higher source.
+        stamp, source = batch.arrival_ns, batch.source
+        at = len(pending)
+        while at:
+            prev = pending[at - 1]
+            if type(prev) is Batch and prev.arrival_ns == stamp and prev.source > source:  # type: ignore[union-attr]
+                at -= 1
+            else:
+                break
+        if at == len(pending):
             pending.append(batch)
+        else:
+            pending.insert(at, batch)
         self._pending_events += len(batch)
         self._wake.set()
         if self._pending_events > self.queue_limit:
@@ -108,48 +120,76 @@ class FanIn:
 
     async def _run_source(self, stream: SSEStream) -> None:
         try:
-            report = await stream.run(self._deliver)
-            if report.status == "failed":
-                self._pending.append(SourceError(stream.source, stream.url, report.error or "failed"))
+            try:
+                await stream.run(self._deliver)
+            except Exception as exc:  # e.g. an observer's on_end raised: still this source's failure
+                stream.fail_unexpected(exc)
+            if stream.report.status == "failed":
+                self._pending.append(SourceError(stream.source, stream.url, stream.report.error or "failed"))
         finally:
             self._live -= 1
             self._wake.set()
 
     # ------------------------------------------------------------------ consumer
-    async def stream(self) -> AsyncIterator[Event | SourceError]:
-        """Every event and source error, one at a time, in merged order."""
+    async def stream(self) -> AsyncGenerator[Event | SourceError, None]:
+        """Every event and source error, one at a time, in merged order.
+
+        max_duration is checked before each event: a consumer that awaits per event must
+        not stretch the run by the length of one network read's worth of events."""
         async with contextlib.aclosing(self.stream_batches()) as batches:
             async for chunk in batches:
-                for item in chunk:
-                    if type(item) is Batch:
+                timed = self._deadline is not None
+                for index, item in enumerate(chunk):
+                    if type(item) is not Batch:
+                        yield item
+                        continue
+                    if not timed:
                         for event in item.events():
                             yield event
+                        continue
+                    for offset, event in enumerate(item.events()):
+                        if self._past_deadline():
+                            self._cut(chunk, index, offset)
+                            break
+                        yield event
                     else:
-                        yield item
+                        continue
+                    break
 
-    async def stream_batches(self) -> AsyncIterator[list[Item]]:
+    async def stream_batches(self) -> AsyncGenerator[list[Item], None]:
         """The merged sequence as lists of Batch (one network read of one source, events
         numbered) and SourceError records; cheaper than stream() for fast consumers.
 
         Closing this generator (aclose, Ctrl-C, a consumer that stops) cancels every
-        source and closes every connection before it returns."""
+        source and closes every connection before it returns.
+
+        A FanIn runs once: its counts, limits and summary belong to that run, so a second
+        iteration (of either method) raises UsageError; make a new FanIn instead."""
+        if self._started:
+            raise UsageError("this FanIn has already run; make a new FanIn for another run")
+        self._started = True
         started = time.monotonic()
-        deadline = started + self.max_duration if self.max_duration else None
-        session = self.connector_factory() if self.connector_factory else make_session()
-        self.streams = [
-            SSEStream(session, index, request, self.config, self.observer)
-            for index, request in enumerate(self.requests)
-        ]
-        self._live = len(self.streams)
-        tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
+        deadline = self._deadline = started + self.max_duration if self.max_duration else None
+        session: aiohttp.ClientSession | None = None
+        tasks: list[asyncio.Task] = []
         try:
+            session = self.connector_factory() if self.connector_factory else make_session()
+            self.streams = [
+                SSEStream(session, index, request, self.config, self.observer)
+                for index, request in enumerate(self.requests)
+            ]
+            self._live = len(self.streams)
+            tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
             while True:
+                # Every pass, not only when the wait below times out: a consumer that awaits
+                # between items keeps the queue non-empty, so that wait may never happen.
+                if self.stopped_by or (deadline is not None and time.monotonic() >= deadline):
+                    self.stopped_by = self.stopped_by or "max_duration"
+                    break
                 if self._pending:
                     item = self._pending.popleft()
-                    if type(item) is Batch:
-                        self._pending_events -= len(item)
-                        if self._pending_events <= self.queue_limit // 2:
-                            self._space.set()
+                    if type(item) is Batch and self.reorder is None:
+                        self._free(len(item))
                     out = self._admit(item)
                     if out:
                         yield out
@@ -157,7 +197,7 @@ class FanIn:
                         break
                     continue
                 if self.reorder is not None and self.reorder.held:
-                    released = self._number(self.reorder.release(time.monotonic_ns()))
+                    released = self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
                     if released:
                         yield released
                         if self.stopped_by:
@@ -170,25 +210,41 @@ class FanIn:
                 if timeout is None:
                     await self._wake.wait()
                     continue
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
-                except TimeoutError:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self.stopped_by = "max_duration"
-                        break
-            if self.reorder is not None and not self.stopped_by:
-                rest = self._number(self.reorder.flush())
+            if self.reorder is not None and self.stopped_by != "max_events":
+                # Held events arrived before the run ended (the end of every source, the
+                # deadline): deliver them in event-time order rather than lose them.
+                rest = self._number(self._release_held(self.reorder.flush()))
                 if rest:
                     yield rest
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await session.close()
-            self.summary = self._summarise(time.monotonic() - started)
+            if session is not None:
+                await session.close()
+            if tasks:  # a run happened (setting it up did not raise): summarise it
+                self.summary = self._summarise(time.monotonic() - started)
 
     # ------------------------------------------------------------------ helpers
+    def _past_deadline(self) -> bool:
+        """The run's time is up and nothing has ended it yet."""
+        return self._deadline is not None and not self.stopped_by and time.monotonic() >= self._deadline
+
+    def _cut(self, chunk: list[Item], index: int, offset: int) -> None:
+        """The deadline passed while stream() was handing out `chunk`: the events from
+        chunk[index] event `offset` on were numbered but never delivered, so take them back
+        out of the counts."""
+        self.stopped_by = "max_duration"
+        for position in range(index, len(chunk)):
+            item = chunk[position]
+            if type(item) is Batch:
+                dropped = len(item.messages) - (offset if position == index else 0)
+                self.total_events -= dropped
+                self._delivered[item.source] -= dropped
+
     def _seconds_to_wait(self, deadline: float | None) -> float | None:
         """Until the run's deadline or the next held event falls due, whichever is first."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -202,13 +258,29 @@ class FanIn:
         if type(item) is not Batch:
             return [item]
         if self.dedup is not None:
+            received = len(item.messages)
             item.messages = self.dedup.admit(item)
+            if self.reorder is not None:
+                self._free(received - len(item.messages))
             if not item.messages:
                 return []
         if self.reorder is not None:
             self.reorder.push(item.events())
-            return self._number(self.reorder.release(time.monotonic_ns()))
+            return self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
         return self._number([item])
+
+    def _release_held(self, events: list[Event]) -> list[Event]:
+        """Events leaving the reorder window no longer take room in the queue."""
+        if events:
+            self._free(len(events))
+        return events
+
+    def _free(self, n: int) -> None:
+        """n events left the queue (or the reorder window): wake the readers once the
+        backlog is down to half the limit."""
+        self._pending_events -= n
+        if self._pending_events <= self.queue_limit // 2:
+            self._space.set()
 
     def _number(self, items: list) -> list[Item]:
         """Number events in merged order. Takes Batches, or Events released by the
@@ -228,6 +300,7 @@ class FanIn:
                     item.messages = item.messages[:room]
             item.first_number = self.total_events + 1
             self.total_events += len(item.messages)
+            self._delivered[item.source] += len(item.messages)
             out.append(item)
         if limit is not None and self.total_events >= limit:
             self.stopped_by = "max_events"
@@ -235,6 +308,8 @@ class FanIn:
 
     def _summarise(self, elapsed: float) -> Summary:
         reports = [s.report for s in self.streams]
+        for report in reports:  # what the consumer got, not what the source read: they sum to total_events
+            report.events = self._delivered[report.source]
         for stream in self.streams:
             if stream.report.status in ("pending", "stopped"):
                 stream.report.status = "stopped"

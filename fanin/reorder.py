@@ -1,15 +1,18 @@
 """`--order-by PATH --reorder-window MS`: event-time order across sources.
 
 Each event's timestamp is read from its JSON data at PATH (epoch seconds, ms, µs or ns,
-or an ISO-8601 string); events without one use their arrival time. An event is held
-until `window` has passed since its arrival, then leaves in timestamp order. One that
-arrives after a later-stamped event already left is still delivered, flagged late."""
+as a number or a string, or an ISO-8601 string, UTC when it has no zone); events without
+one use their arrival time. An event is held until `window` has passed since its arrival,
+then leaves in timestamp order. One that arrives after a later-stamped event already left
+is still delivered, flagged late. When the run ends, held events are flushed, not lost."""
 
 from __future__ import annotations
 
 import heapq
+import math
+import re
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from .events import Event
 from .extract import extract_from_data, parse_path
@@ -17,27 +20,52 @@ from .extract import extract_from_data, parse_path
 __all__ = ["EventTimeReorderer", "event_time_ns"]
 
 
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SCALES = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))  # below bound: seconds, ms, µs; else ns
+
+
 def event_time_ns(value) -> int | None:
-    """A timestamp value as epoch ns; numbers are read by magnitude (s, ms, µs, ns)."""
+    """A timestamp value as epoch ns, or None when it is not one.
+
+    Numbers, and strings that spell a number, are read by magnitude (seconds, ms, µs or
+    ns); other strings as ISO-8601, where a time without a zone is UTC (servers send UTC
+    far more often than the reader's local time, and a result must not depend on where
+    the client runs)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        v = float(value)
-        if v < 1e11:
-            return int(v * 1e9)
-        if v < 1e14:
-            return int(v * 1e6)
-        if v < 1e17:
-            return int(v * 1e3)
-        return int(v)
     if isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER.fullmatch(text):
+            return _iso_ns(text)
         try:
-            return int(float(value) * 1e9) if value.replace(".", "", 1).isdigit() else int(
-                datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1e9
-            )
-        except ValueError:
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:  # more digits than Python converts (a hostile stamp): no timestamp
             return None
+    if isinstance(value, int):
+        for bound, scale in _SCALES:
+            if abs(value) < bound:
+                return value * scale
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        for bound, scale in _SCALES:
+            if abs(value) < bound:
+                return int(value * scale)
+        return int(value)
     return None
+
+
+def _iso_ns(text: str) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    except OverflowError:
+        return None
 
 
 class EventTimeReorderer:

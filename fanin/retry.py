@@ -1,20 +1,27 @@
 """Reconnect policy for one source, as small tenacity strategies.
 
-The base delay is the server's latest `retry:` (else a default); after consecutive
-failures it grows exponentially with jitter up to a cap, never below the server's value.
+The base delay is the server's latest `retry:` (else a default), never under MIN_DELAY;
+after consecutive failures it grows exponentially with jitter up to a cap, never below
+the server's value. Retry-After (seconds or an HTTP-date) can only lengthen a wait.
 The count of consecutive failures resets once a reconnected stream delivers an event, so
 `retries` bounds failures in a row, not reconnects over a long life."""
 
 from __future__ import annotations
 
+import email.utils
 import random
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-__all__ = ["Reconnect", "ReconnectPolicy"]
+__all__ = ["Reconnect", "ReconnectPolicy", "retry_after_seconds", "MIN_DELAY"]
 
 MAX_RETRY_AFTER = 300.0
+# No wait is shorter than this, whatever the server's `retry:` says: `retry: 0` on a
+# server that ends every response (reconnect=always) would otherwise loop as fast as it
+# answers, and exponential backoff from zero stays zero.
+MIN_DELAY = 0.05
 _SHARED_RNG = random.Random()
 
 
@@ -26,11 +33,31 @@ class Reconnect(Exception):
     """
 
     def __init__(self, kind: str, message: str, *, counts_as_failure: bool = True,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, maybe_processed: bool = True) -> None:
         super().__init__(message)
         self.kind = kind
         self.counts_as_failure = counts_as_failure
         self.retry_after = retry_after
+        # False only when the request provably did not reach the application: the
+        # connection failed before it was sent, or the server said so (408, 429, 503
+        # with Retry-After). A non-idempotent request is re-sent only then.
+        self.maybe_processed = maybe_processed
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """A Retry-After header value (delay-seconds or an HTTP-date) as seconds from now."""
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 @dataclass
@@ -60,8 +87,11 @@ class ReconnectPolicy:
         return self.failures > self.retries
 
     def delay(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        base = self.base_delay
+        return self.wait_for(state.outcome.exception() if state.outcome else None)
+
+    def wait_for(self, exc: BaseException | None) -> float:
+        """Seconds to wait before the next attempt, after `exc` ended the last one."""
+        base = max(self.base_delay, MIN_DELAY)
         if self.failures <= 1:
             wait = base
         else:

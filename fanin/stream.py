@@ -24,10 +24,11 @@ from .errors import EventTooLargeError, FaninError, UsageError
 from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
 from .redact import redact_url, scrub
-from .retry import Reconnect, ReconnectPolicy
+from .retry import Reconnect, ReconnectPolicy, retry_after_seconds
 
 __all__ = [
     "MISSING",
+    "host_problem",
     "Request",
     "StreamConfig",
     "StreamObserver",
@@ -43,6 +44,7 @@ RECONNECT_MODES = ("error", "always", "never")
 AUTH_TYPES = ("none", "bearer", "api_key")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _METHOD_OK = _TOKEN_CHARS
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110, 9.2.2
 
 
 class StreamFailed(FaninError):
@@ -59,6 +61,29 @@ def _check_header(name: str, value: str, *, secret: bool = False) -> None:
     if any(c in value for c in "\r\n\0"):
         shown = "(secret value)" if secret else "value"
         raise UsageError(f"header {name!r} {shown} contains CR, LF or NUL; that would split the request")
+
+
+def host_problem(host: str) -> str | None:
+    """Why a URL's host (in its ASCII form, as yarl's raw_host gives it) can never be
+    looked up, or None. DNS limits: no empty label, labels up to 63 characters, names up
+    to 253; an `xn--` label must be valid punycode. Underscores stay allowed (service
+    names on private networks use them)."""
+    if ":" in host:  # an IPv6 literal; yarl has checked it
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    if len(name) > 253:
+        return f"host name longer than 253 characters ({len(name)})"
+    for label in name.split("."):
+        if not label:
+            return "host name has an empty label"
+        if len(label) > 63:
+            return f"host name label longer than 63 characters ({len(label)})"
+        if label[:4].lower() == "xn--":
+            try:
+                label[4:].encode("ascii").decode("punycode")
+            except (UnicodeError, ValueError):
+                return f"host name label {label[:70]!r} is not valid punycode"
+    return None
 
 
 @dataclass
@@ -95,10 +120,13 @@ class Request:
             url = URL(self.url)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"bad URL {redact_url(str(self.url))!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
+        if url.scheme not in ("http", "https") or not url.raw_host:
             raise UsageError(
                 f"bad URL {redact_url(self.url)!r}: need an absolute http:// or https:// URL with a host"
             )
+        problem = host_problem(url.raw_host)
+        if problem:
+            raise UsageError(f"bad URL {redact_url(self.url)!r}: {problem}")
         if not self.method or not set(self.method) <= _METHOD_OK:
             raise UsageError(f"bad HTTP method {self.method!r}")
         for name, value in self.headers.items():
@@ -114,6 +142,7 @@ class Request:
                 _check_header(self.auth_header, "")
         if self.body is not None and self.json is not MISSING:
             raise UsageError("give either a raw body or a JSON body, not both")
+        self.body_bytes()  # a JSON body that cannot be serialised is refused now, not mid-run
 
     def build_headers(self, last_event_id: str) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -130,7 +159,10 @@ class Request:
 
     def body_bytes(self) -> bytes | None:
         if self.json is not MISSING:
-            return orjson.dumps(self.json)
+            try:
+                return orjson.dumps(self.json)
+            except orjson.JSONEncodeError as exc:
+                raise UsageError(f"the JSON body cannot be serialised: {exc}") from None
         if isinstance(self.body, str):
             return self.body.encode()
         return self.body
@@ -183,10 +215,7 @@ Deliver = Callable[[Batch], Awaitable[None]]
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    value = resp.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    return None
+    return retry_after_seconds(resp.headers.get("Retry-After", ""))
 
 
 async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
@@ -199,6 +228,20 @@ async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
         return ""
     text = " ".join(raw.decode("utf-8", "replace").split())
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
+    """The next bytes of the body; TimeoutError only after `idle` seconds of waiting with
+    nothing buffered. Bytes already received always come back first, however long the
+    consumer kept us from reading (only the wait for new bytes is timed)."""
+    try:
+        async with asyncio.timeout(idle):
+            return await content.read(READ_SIZE)
+    except TimeoutError:
+        late = content.read_nowait(READ_SIZE)  # bytes that landed as the timer fired
+        if late:
+            return late
+        raise
 
 
 def _content_type_essence(value: str) -> str:
@@ -224,7 +267,9 @@ class SSEStream:
         )
         self._body = request.body_bytes()
         self._json_type = request.json is not MISSING
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_read=config.idle_timeout)
+        # No sock_read: aiohttp's read timer fails the body even when bytes are buffered, so
+        # a slow consumer lost events; the idle gap is timed around each read instead.
+        self._timeout = aiohttp.ClientTimeout(total=None)
 
     # ------------------------------------------------------------------ public
     async def run(self, deliver: Deliver) -> SourceReport:
@@ -247,6 +292,8 @@ class SSEStream:
             if self.report.status == "pending":
                 self.report.status = "stopped"
             raise
+        except Exception as exc:  # a bug, a raising observer, a library error nobody foresaw
+            self.fail_unexpected(exc)
         self.observer.on_end(self.source, self.report.status)
         return self.report
 
@@ -257,6 +304,13 @@ class SSEStream:
         if self.request.url != self.url:
             message = message.replace(self.request.url, self.url)
         return scrub(message, self.request.secrets)
+
+    def fail_unexpected(self, exc: BaseException) -> None:
+        """Mark the source failed by an exception nobody planned for, in one clean line:
+        such a source must never end up counted as completed."""
+        text = " ".join(str(exc).split())
+        text = text[:300] + ("..." if len(text) > 300 else "")
+        self._fail("internal", f"unexpected error: {exc.__class__.__name__}" + (f": {text}" if text else ""))
 
     def _fail(self, kind: str, message: str) -> None:
         self.report.status = "failed"
@@ -272,7 +326,15 @@ class SSEStream:
 
     async def _attempt(self, deliver: Deliver) -> None:
         try:
-            await self._connect_and_read(deliver)
+            try:
+                await self._connect_and_read(deliver)
+            except Reconnect as exc:
+                if not self._may_resend(exc):
+                    raise StreamFailed(
+                        exc.kind, f"{exc}; not re-sending the {self.request.method} request, which the server"
+                        " may have acted on",
+                    ) from None
+                raise
         except Reconnect as exc:
             self.policy.record(exc)
             self.policy.server_retry_ms = self.parser.retry_ms
@@ -312,7 +374,7 @@ class SSEStream:
                 reason = "connection refused"
             else:
                 reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
-            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}") from None
+            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}", maybe_processed=False) from None
         except aiohttp.ClientError as exc:
             raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
@@ -343,7 +405,10 @@ class SSEStream:
             raise _NoMoreEvents()
         if status in (408, 429) or status >= 500:
             kind = f"http_{status}" if status in (408, 429) else "http_5xx"
-            raise Reconnect(kind, reason, retry_after=_retry_after(resp))
+            retry_after = _retry_after(resp)
+            # 408, 429 and a 503 that names a time to come back say the request was not acted on.
+            refused = status in (408, 429) or (status == 503 and retry_after is not None)
+            raise Reconnect(kind, reason, retry_after=retry_after, maybe_processed=not refused)
         if 400 <= status < 500:
             raise StreamFailed("http_4xx", f"{reason}: {excerpt}" if excerpt else reason)
         raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
@@ -357,11 +422,12 @@ class SSEStream:
         parser.new_connection()
         source, url, observer = self.source, self.url, self.observer
         delivered_here = 0
+        idle = self.config.idle_timeout
         try:
             content = resp.content
             while True:
                 try:
-                    chunk = await content.read(READ_SIZE)
+                    chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
                 except TimeoutError:
                     raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
                 except aiohttp.ClientPayloadError:
@@ -403,9 +469,17 @@ class SSEStream:
                 return
             raise Reconnect("clean_end", f"stream ended by {url}", counts_as_failure=delivered_here == 0)
 
-    def _may_resend(self) -> bool:
-        """A non-GET request that delivered events is resumed only if the stream has ids."""
-        return self.request.method.upper() == "GET" or self.report.events == 0 or bool(self.parser.last_event_id)
+    def _may_resend(self, exc: Reconnect | None = None) -> bool:
+        """Whether the request may go out again. Idempotent methods: always. Others (POST
+        runs an LLM call or a Dify app): when the stream resumes by event id after
+        delivering events, or when `exc` proves the request was not acted on (no
+        connection, 408, 429, 503 with Retry-After); never after a timeout, a 5xx or a
+        cut that may have come after the server started the work."""
+        if self.request.method.upper() in _IDEMPOTENT:
+            return True
+        if self.report.events and self.parser.last_event_id:
+            return True
+        return exc is not None and not exc.maybe_processed
 
     async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
         stop_on = self.config.stop_on

@@ -98,3 +98,37 @@ def test_event_to_dict_shape():
     assert list(event.to_dict()) == ["type", "event_number", "source", "url", "event_type", "data", "event_id",
                                      "timestamp"]
     assert Event(0, "u", "m", "d", "", 1, 0, late=True).to_dict()["late"] is True
+
+
+def test_wall_clock_cache_stays_consistent_when_another_thread_runs_mid_update(monkeypatch):
+    """The formatter's cache is shared by every thread (the bridge runs the engine on its
+    own OS thread). Simulate a thread switch at the worst point, while the new second's
+    text is being built: both calls must still give the right second."""
+    import fanin.events as events_module
+    from datetime import datetime, timezone
+
+    def reference(ns: int) -> str:
+        second, rest = divmod(ns, 1_000_000_000)
+        return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
+
+    clock = events_module._WallClock()
+    before = 1_700_000_000 * 10**9
+    after = before + 5 * 10**9
+    assert clock.format(before + 1_000) == reference(before + 1_000)
+    other_thread: list[str] = []
+    switched = []
+    real_datetime = events_module.datetime
+
+    class SwitchesThread(real_datetime):
+        @classmethod
+        def fromtimestamp(cls, t, tz=None):
+            if not switched:
+                switched.append(True)
+                other_thread.append(clock.format(after + 2_000))  # the other thread runs here
+            return real_datetime.fromtimestamp(t, tz)
+
+    monkeypatch.setattr(events_module, "datetime", SwitchesThread)
+    this_thread = clock.format(after + 1_000)
+    assert other_thread == [reference(after + 2_000)]
+    assert this_thread == reference(after + 1_000)
+    assert clock.format(after + 2_000) == reference(after + 2_000)
