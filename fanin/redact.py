@@ -1,19 +1,45 @@
-"""Keep secrets out of anything a user sees: URLs shown in output lose their password and
-the values of credential-looking query parameters, and error texts lose the tokens."""
+"""The one place that keeps secrets out of every text the product makes.
+
+`Secrets` is built once from what a request sends (the token, the values of auth-like
+headers, credential-like query values, URL userinfo) and precomputes every spelling in which
+those can come back: as sent, percent-encoded (both styles), as a `Basic` base64 pair, JSON-
+and repr-escaped. `scrub(text)` masks them all. The engine applies it where text is made
+(source errors and reports, validation errors); the Dify tools and `fanin load` reuse the same
+value for the text they compose, so no face keeps a list of its own.
+
+Scrubbing always happens before any truncation, so a cut can never leave a secret's first part.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
-__all__ = ["redact_url", "scrub"]
+import orjson
+from yarl import URL
 
-_SECRET_PARAM = re.compile(r"(?i)(token|key|secret|password|passwd|auth|signature|sig|credential)")
+__all__ = ["MASK", "Secrets", "is_secret_name", "redact_url"]
+
 MASK = "***"
+MIN_SECRET = 3  # shorter values are not secrets anyone could rely on, and masking them would garble text
+
+# Header names and query keys that carry credentials (X-Auth-Token, X-Api-Key, Cookie,
+# Proxy-Authorization, access_token, sig, session_id, ...). Over-matching only masks more.
+_SECRET_NAME = re.compile(r"(?i)(auth|key|token|secret|passw|pwd|cookie|session|sig|credential)")
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a header name or query key whose value is a credential."""
+    return bool(_SECRET_NAME.search(name))
 
 
 def redact_url(url: str) -> str:
-    """The URL as it may be shown: no userinfo password, credential-like query values masked."""
+    """The URL as it may be shown: userinfo masked (the password, or a lone user name, which
+    is then a token), credential-like query values masked."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -21,20 +47,140 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{user}@{host}"
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
     query = parts.query
-    if query and _SECRET_PARAM.search(query):
+    if query and _SECRET_NAME.search(query):
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def scrub(text: str, secrets: list[str] | tuple[str, ...]) -> str:
-    """Replace every secret (tokens, auth header values) in a message by ***."""
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, MASK)
-    return text
+def _spellings(value: str) -> Iterator[str]:
+    """Every way a value we sent can be quoted back to us."""
+    yield value
+    yield quote(value, safe="")
+    yield quote_plus(value, safe="")
+    yield quote(value, safe="/:@!$'()*,;=+&")  # path-style
+    try:
+        yield URL.build(query={"k": value}).raw_query_string[2:]  # as yarl puts it in a URL
+    except (ValueError, TypeError):
+        pass
+    if "%" in value or "+" in value:
+        yield unquote(value)
+        yield unquote(value.replace("+", " "))
+    yield orjson.dumps(value).decode()[1:-1]
+    yield repr(value)[1:-1]
+
+
+def _basic_forms(user: str, password: str | None) -> Iterator[str]:
+    pair = f"{user}:{password or ''}"
+    yield pair
+    for encoding in ("latin-1", "utf-8"):
+        try:
+            yield base64.b64encode(pair.encode(encoding)).decode("ascii")
+        except UnicodeEncodeError:
+            continue
+
+
+def _header_values(name: str, value: str) -> Iterator[str]:
+    """A credential header's value, its credential part ("Bearer abc" -> abc), a Basic
+    pair decoded, and each cookie's value."""
+    yield value
+    scheme, _, credential = value.strip().partition(" ")
+    credential = credential.strip()
+    if credential:
+        yield credential
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credential, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                decoded = ""
+            if decoded:
+                yield decoded
+                yield decoded.partition(":")[2]
+    if "cookie" in name.lower():
+        for part in value.split(";"):
+            yield part.partition("=")[2].strip()
+
+
+def _url_values(url: str) -> Iterator[str]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        raw_user, colon, raw_password = userinfo.partition(":")
+        user, password = unquote(raw_user), unquote(raw_password)
+        if colon:
+            yield from (raw_password, password, userinfo)
+            yield from _basic_forms(user, password)
+        else:
+            yield from (raw_user, user)
+            yield from _basic_forms(user, None)
+    if parts.query:
+        for piece in parts.query.split("&"):
+            key, _, raw_value = piece.partition("=")
+            if is_secret_name(unquote(key)):
+                yield raw_value
+                yield unquote(raw_value.replace("+", " "))
+
+
+class Secrets:
+    """Every spelling of every secret one run (or one request) sends; `scrub` masks them."""
+
+    __slots__ = ("forms", "_pattern")
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for value in values:
+            if value and len(value) >= MIN_SECRET:
+                forms.update(f for f in _spellings(value) if len(f) >= MIN_SECRET)
+        self.forms = frozenset(forms)
+        self._pattern: re.Pattern[str] | None = None
+
+    @classmethod
+    def of_request(cls, request: Any) -> Secrets:
+        """From a `fanin.stream.Request` (read by attribute: this module sits below it)."""
+        values: list[str] = []
+        if request.auth_token:
+            values.append(request.auth_token)
+        api_key_header = request.auth_header.lower() if request.auth_type == "api_key" else None
+        for name, value in request.headers.items():
+            if is_secret_name(name) or name.lower() == api_key_header:
+                values += _header_values(name, value)
+        values += _url_values(str(request.url))
+        for key, value in request.params or ():
+            if is_secret_name(str(key)):
+                values.append(str(value))
+        return cls(values)
+
+    @classmethod
+    def union(cls, many: Iterable[Secrets]) -> Secrets:
+        merged = cls()
+        merged.forms = frozenset().union(*(s.forms for s in many))
+        return merged
+
+    def __bool__(self) -> bool:
+        return bool(self.forms)
+
+    @property
+    def longest(self) -> int:
+        """Bytes of the longest spelling: how far past a cut a secret may reach."""
+        return max((len(f.encode("utf-8")) for f in self.forms), default=0)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every spelling of every secret replaced by ***."""
+        if not self.forms or not text:
+            return text
+        if self._pattern is None:
+            ordered = sorted(self.forms, key=len, reverse=True)  # longest first: no half-masked overlap
+            self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
+        return self._pattern.sub(MASK, text)
+
+    def display_url(self, url: str) -> str:
+        """A URL as it may be shown in output and errors."""
+        return self.scrub(redact_url(url))

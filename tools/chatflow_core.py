@@ -19,7 +19,6 @@ from fanin.embed.bridge import BridgeDeadline
 from fanin.errors import FaninError
 from fanin.events import SourceError
 from fanin.embed.netguard import AddressGuard
-from fanin.redact import scrub
 from fanin.stream import Request, StreamConfig
 
 from tools import params as P
@@ -110,11 +109,10 @@ class _Answer:
 
 
 def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
-    secrets = (plan.api_key,)
     try:
         fan = new_fanin([plan.request], plan.config, guard=guard, max_duration=plan.max_duration)
     except (FaninError, ValueError) as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(str(exc)) from None
     deadline = time.monotonic() + plan.max_duration + plan.config.connect_timeout + 15
     shown = _Answer()
     answer_override: str | None = None
@@ -190,11 +188,12 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
     except BridgeDeadline:
         failure = failure or "stopped: the run went past max_duration plus its grace period"
     except FaninError as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(str(exc)) from None
     if failure is None and fan.summary is not None and fan.summary.status == "failed":
         failure = next((r.error for r in fan.summary.sources if r.error), "the request failed")
     if failure:
-        raise ToolFailure(scrub(_explain(failure, plan.request.display_url), secrets))
+        # The Dify app's own error text is the server's: mask it with the engine's secrets boundary.
+        raise ToolFailure(plan.request.secrets.scrub(_explain(failure, plan.request.display_url)))
     if plan.app_type == "workflow" and answer_override is None and not shown.streamed:
         strings = [v for v in outputs.values() if isinstance(v, str)]
         if len(strings) == 1:
