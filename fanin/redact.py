@@ -1,9 +1,10 @@
 """The one place that keeps secrets out of every text the product makes.
 
 `Secrets` is built once from what a request sends (the token, the values of auth-like
-headers, credential-like query values, URL userinfo) and precomputes every spelling in which
-those can come back: as sent, percent-encoded (both styles), as a `Basic` base64 pair, JSON-
-and repr-escaped. `scrub(text)` masks them all. The engine applies it where text is made
+headers, credential-like query values, URL userinfo and its `Basic` base64 pair) and matches
+each in every spelling it can come back in: as sent, percent-encoded in any mix (yarl, aiohttp
+and servers each escape different characters) and twice (a URL inside a URL), `+` for space,
+JSON- or repr-escaped, in either case. `scrub(text)` masks them all. The engine applies it where text is made
 (source errors and reports, validation errors); the Dify tools and `fanin load` reuse the same
 value for the text they compose, so no face keeps a list of its own.
 
@@ -14,13 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
-
-import orjson
-from yarl import URL
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = ["MASK", "Secrets", "is_secret_name", "redact_url"]
 
@@ -58,21 +57,26 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _spellings(value: str) -> Iterator[str]:
-    """Every way a value we sent can be quoted back to us."""
-    yield value
-    yield quote(value, safe="")
-    yield quote_plus(value, safe="")
-    yield quote(value, safe="/:@!$'()*,;=+&")  # path-style
-    try:
-        yield URL.build(query={"k": value}).raw_query_string[2:]  # as yarl puts it in a URL
-    except (ValueError, TypeError):
-        pass
-    if "%" in value or "+" in value:
-        yield unquote(value)
-        yield unquote(value.replace("+", " "))
-    yield orjson.dumps(value).decode()[1:-1]
-    yield repr(value)[1:-1]
+def _char_pattern(char: str) -> str:
+    """A character in any spelling it can come back in: as is, percent-encoded once or twice
+    (a URL carried inside another URL's query, as in a login redirect's `?next=`), `+` for a
+    space, JSON- or repr-escaped. Hex digits match in either case (the pattern ignores case)."""
+    utf8 = char.encode("utf-8")
+    spellings = {char, "".join(f"%{b:02x}" for b in utf8), "".join(f"%25{b:02x}" for b in utf8)}
+    if char == " ":
+        spellings |= {"+", "%2b"}
+    if char in "/\\\"'":
+        spellings.add("\\" + char)
+    if not char.isascii():
+        spellings.add(json.dumps(char)[1:-1])  # \u20ac
+        spellings.add(char.encode("unicode_escape").decode("ascii"))  # \xe9
+    return "(?:" + "|".join(map(re.escape, sorted(spellings, key=len, reverse=True))) + ")"
+
+
+def _value_pattern(value: str) -> str:
+    """A secret in every spelling at once, mixed ones included (yarl, aiohttp and servers
+    each leave different characters unescaped)."""
+    return "".join(_char_pattern(c) for c in value)
 
 
 def _basic_forms(user: str, password: str | None) -> Iterator[str]:
@@ -130,16 +134,18 @@ def _url_values(url: str) -> Iterator[str]:
 
 
 class Secrets:
-    """Every spelling of every secret one run (or one request) sends; `scrub` masks them."""
+    """Every secret one run (or one request) sends, matched in every spelling; `scrub` masks them."""
 
-    __slots__ = ("forms", "_pattern")
+    __slots__ = ("values", "_pattern")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
-        forms: set[str] = set()
+        found: set[str] = set()
         for value in values:
             if value and len(value) >= MIN_SECRET:
-                forms.update(f for f in _spellings(value) if len(f) >= MIN_SECRET)
-        self.forms = frozenset(forms)
+                found.add(value)
+                if "%" in value:  # given percent-encoded (in a URL): what a server decodes
+                    found.add(unquote(value))
+        self.values = frozenset(found)
         self._pattern: re.Pattern[str] | None = None
 
     @classmethod
@@ -161,24 +167,25 @@ class Secrets:
     @classmethod
     def union(cls, many: Iterable[Secrets]) -> Secrets:
         merged = cls()
-        merged.forms = frozenset().union(*(s.forms for s in many))
+        merged.values = frozenset().union(*(s.values for s in many))
         return merged
 
     def __bool__(self) -> bool:
-        return bool(self.forms)
+        return bool(self.values)
 
     @property
     def longest(self) -> int:
-        """Bytes of the longest spelling: how far past a cut a secret may reach."""
-        return max((len(f.encode("utf-8")) for f in self.forms), default=0)
+        """Bytes of the longest spelling (every character escaped): how far past a cut a
+        secret may reach."""
+        return max((6 * len(v.encode("utf-8")) for v in self.values), default=0)
 
     def scrub(self, text: str) -> str:
         """`text` with every spelling of every secret replaced by ***."""
-        if not self.forms or not text:
+        if not self.values or not text:
             return text
         if self._pattern is None:
-            ordered = sorted(self.forms, key=len, reverse=True)  # longest first: no half-masked overlap
-            self._pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
+            ordered = sorted(self.values, key=len, reverse=True)  # longest first: no half-masked overlap
+            self._pattern = re.compile("|".join(map(_value_pattern, ordered)), re.IGNORECASE)
         return self._pattern.sub(MASK, text)
 
     def display_url(self, url: str) -> str:

@@ -264,8 +264,9 @@ class SSEStream:
     # ----------------------------------------------------------------- internals
     def _clean(self, message: str) -> str:
         """A message as it may be shown: every form of every secret masked (some aiohttp
-        errors quote the raw URL, query-string credentials included; servers echo tokens)."""
-        return self.secrets.scrub(message)
+        errors quote the raw URL, query-string credentials included; servers echo tokens),
+        on one line (some aiohttp errors span several)."""
+        return " ".join(self.secrets.scrub(message).split())
 
     def _fail(self, kind: str, message: str) -> None:
         self.report.status = "failed"
