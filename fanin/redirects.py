@@ -13,6 +13,7 @@ dropped for the rest of the chain.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,16 +46,26 @@ def origin(url: URL) -> tuple[str, str, int | None]:
     return url.scheme.lower(), (url.host or "").lower(), url.port
 
 
-def _next_url(current: URL, location: str) -> URL:
+def _basic(user: str, password: str) -> str:
+    """URL userinfo as an Authorization value (latin-1 as aiohttp and browsers, else UTF-8)."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _next_url(current: URL, location: str, source: str) -> URL:
     shown = redact_url(location)
     try:
         target = current.join(URL(location))
     except (ValueError, TypeError):
-        raise RedirectError(f"bad redirect Location {shown!r} from {redact_url(str(current))}") from None
+        raise RedirectError(f"bad redirect Location {shown!r} from {source}") from None
     if target.scheme not in ("http", "https"):
-        raise RedirectError(f"redirect to a non-HTTP URL {shown!r} from {redact_url(str(current))}")
+        raise RedirectError(f"redirect to a non-HTTP URL {shown!r} from {source}")
     if not target.raw_host:
-        raise RedirectError(f"bad redirect Location {shown!r} from {redact_url(str(current))}")
+        raise RedirectError(f"bad redirect Location {shown!r} from {source}")
     # A server's Location never makes us send credentials: userinfo in it is dropped.
     return target.with_user(None).with_fragment(None)
 
@@ -62,17 +73,17 @@ def _next_url(current: URL, location: str) -> URL:
 async def request_following_redirects(
     session: aiohttp.ClientSession, method: str, url: str, *, params: Any, headers: dict[str, str],
     data: bytes | None, timeout: aiohttp.ClientTimeout, is_credential: Callable[[str], bool],
-    check_hop: HopCheck | None = None, trail: list[URL] | None = None,
+    check_hop: HopCheck | None = None, trail: list[URL] | None = None, shown: str | None = None,
 ) -> aiohttp.ClientResponse:
     """The final response of `url` after at most MAX_HOPS redirects. Every requested URL is
     appended to `trail` (for error messages) after `check_hop` accepted it. A 3xx without a
-    Location is returned as it is."""
+    Location is returned as it is. `shown` is `url` as errors may name it (masked)."""
+    shown = shown or redact_url(url)
     trail = [] if trail is None else trail
     current = URL(url)
-    auth = None
     if current.raw_user is not None or current.raw_password is not None:
         if not any(name.lower() == "authorization" for name in headers):  # an explicit header wins
-            auth = aiohttp.BasicAuth(current.user or "", current.password or "")
+            headers = {**headers, "Authorization": _basic(current.user or "", current.password or "")}
         current = current.with_user(None)
     home = origin(current)
     stripped: dict[str, str] | None = None  # the headers without credentials, once an origin was left
@@ -83,15 +94,13 @@ async def request_following_redirects(
                 await check_hop(current)
             except FaninError as exc:
                 if hop:
-                    raise RedirectError(f"{exc}: redirect to {redact_url(str(current))} from"
-                                        f" {redact_url(str(trail[0]))} not followed",
+                    raise RedirectError(f"redirect from {shown} to {redact_url(str(current))} not followed: {exc}",
                                         getattr(exc, "kind", "refused")) from None
                 raise
         trail.append(current)
         resp = await session.request(
             method, current, params=params if hop == 0 else None,
-            headers=headers if stripped is None else stripped, data=data,
-            auth=auth if stripped is None else None, timeout=timeout, allow_redirects=False,
+            headers=headers if stripped is None else stripped, data=data, timeout=timeout, allow_redirects=False,
         )
         if resp.status not in REDIRECT_STATUSES:
             return resp
@@ -100,8 +109,8 @@ async def request_following_redirects(
             return resp
         resp.release()
         if hop >= MAX_HOPS:
-            raise RedirectError(f"too many redirects (more than {MAX_HOPS}) from {redact_url(str(trail[0]))}")
-        target = _next_url(current, location)
+            raise RedirectError(f"too many redirects (more than {MAX_HOPS}) from {shown}")
+        target = _next_url(current, location, shown)
         if (resp.status == 303 and method != "HEAD") or (resp.status in (301, 302) and method == "POST"):
             method, data = "GET", None  # what browsers do; 307/308 keep the method and body
             headers = {k: v for k, v in headers.items() if k.lower() not in _BODY_HEADERS}

@@ -305,7 +305,7 @@ class SSEStream:
                 resp = await request_following_redirects(
                     self.session, req.method, req.url, params=req.params or None, headers=headers,
                     data=self._body, timeout=self._timeout, is_credential=req.is_credential,
-                    check_hop=self.check_hop, trail=trail,
+                    check_hop=self.check_hop, trail=trail, shown=self.url,
                 )
         except TimeoutError:
             raise Reconnect("timeout", f"no response within {self.config.connect_timeout:g}s from {self.url}") from None

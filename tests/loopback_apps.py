@@ -73,7 +73,7 @@ def echo_app(name: str) -> web.Application:
     method, every header, the body). `/to?url=U&status=S`: a redirect to U (status S, 302)."""
 
     async def echo(request: web.Request) -> web.StreamResponse:
-        seen = {"server": name, "method": request.method, "headers": dict(request.headers),
+        seen = {"server": name, "method": request.method, "headers": {str(k): v for k, v in request.headers.items()},
                 "body": (await request.read()).decode("utf-8", "replace")}
         return web.Response(body=b"data: " + orjson.dumps(seen) + b"\n\n", content_type="text/event-stream")
 
