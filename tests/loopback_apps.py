@@ -161,3 +161,16 @@ def hostile_app(closed_port: int) -> web.Application:
 
 
 HOSTILE_PATHS = ("/body", "/wide", "/reason", "/ctype", "/redirect", "/badlocation")
+
+
+def hostile_dify_app() -> web.Application:
+    """A Dify-like app API whose streaming answer is an `error` event quoting the API key back."""
+
+    async def chat(request: web.Request) -> web.Response:
+        event = {"event": "error", "code": "invalid_key",
+                 "message": f"key {request.headers.get('Authorization', '')} is not valid here"}
+        return web.Response(body=b"data: " + orjson.dumps(event) + b"\n\n", content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat-messages", chat)
+    return app
