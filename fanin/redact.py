@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 __all__ = ["MASK", "Secrets", "is_secret_name", "redact_url"]
 
@@ -36,25 +36,34 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+# RFC 3986 appendix B: splits any string (it never fails), so a URL too broken for a URL
+# parser is still masked before it is quoted in an error.
+_URL_PARTS = re.compile(r"^(?P<head>(?:[^:/?#]+:)?(?://)?)(?P<authority>(?<=//)[^/?#]*)?(?P<path>[^?#]*)"
+                        r"(?:\?(?P<query>[^#]*))?(?P<fragment>#.*)?$", re.DOTALL)
+
+
+def _parts(url: str) -> tuple[str, str, str, str | None, str]:
+    """(head, authority, path, query or None, fragment) of any string."""
+    m = _URL_PARTS.match(url)
+    assert m is not None  # every group is optional
+    return m["head"], m["authority"] or "", m["path"], m["query"], m["fragment"] or ""
+
+
 def redact_url(url: str) -> str:
     """The URL as it may be shown: userinfo masked (the password, or a lone user name, which
-    is then a token), credential-like query values masked."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
+    is then a token), credential-like query values masked; the rest exactly as given."""
+    head, authority, path, query, fragment = _parts(url)
+    if "@" in authority:
+        userinfo, host = authority.rsplit("@", 1)
         user, colon, _password = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
-    query = parts.query
-    if query and _SECRET_NAME.search(query):
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, MASK if is_secret_name(k) else v) for k, v in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        authority = f"{user}:{MASK}@{host}" if colon else f"{MASK}@{host}"
+    if query:
+        pieces = []
+        for piece in query.split("&"):
+            key, equals, _value = piece.partition("=")
+            pieces.append(f"{key}={MASK}" if equals and is_secret_name(unquote(key)) else piece)
+        query = "&".join(pieces)
+    return head + authority + path + ("" if query is None else "?" + query) + fragment
 
 
 def _char_pattern(char: str) -> str:
@@ -111,12 +120,9 @@ def _header_values(name: str, value: str) -> Iterator[str]:
 
 
 def _url_values(url: str) -> Iterator[str]:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
+    _head, authority, _path, query, _fragment = _parts(url)
+    if "@" in authority:
+        userinfo = authority.rsplit("@", 1)[0]
         raw_user, colon, raw_password = userinfo.partition(":")
         user, password = unquote(raw_user), unquote(raw_password)
         if colon:
@@ -125,12 +131,11 @@ def _url_values(url: str) -> Iterator[str]:
         else:
             yield from (raw_user, user)
             yield from _basic_forms(user, None)
-    if parts.query:
-        for piece in parts.query.split("&"):
-            key, _, raw_value = piece.partition("=")
-            if is_secret_name(unquote(key)):
-                yield raw_value
-                yield unquote(raw_value.replace("+", " "))
+    for piece in (query or "").split("&"):
+        key, _, raw_value = piece.partition("=")
+        if is_secret_name(unquote(key)):
+            yield raw_value
+            yield unquote(raw_value.replace("+", " "))
 
 
 class Secrets:

@@ -22,6 +22,7 @@ from urllib.parse import quote, quote_plus
 import orjson
 import pytest
 
+from fanin.errors import UsageError
 from fanin.redact import MASK, Secrets, redact_url
 from fanin.stream import Request
 from loopback_apps import HOSTILE_PATHS, garbled_status, hostile_app, serve, serve_raw
@@ -115,6 +116,14 @@ def test_display_url_masks_userinfo_and_credential_query_values():
     shown = Request(url=hostile_url(8, "/x", userinfo=True), params=[("access_token", QUERY)]).display_url
     assert leaks(shown) == [] and f"{USER}:{MASK}@" in shown and "api_key=***" in shown and "n=1" in shown
     assert redact_url("https://tok123456@host/x") == "https://***@host/x"  # a lone user name is a token
+
+
+def test_a_url_too_broken_to_parse_is_still_masked():
+    request = Request(url=f"http://{USER}:{quote(PASSWORD, safe='')}@[::1/x?api_key={quote(URL_KEY, safe='')}",
+                      params=[("access_token", QUERY)])
+    with pytest.raises(UsageError) as info:
+        request.validate()
+    assert "bad URL" in str(info.value) and leaks(str(info.value)) == []
 
 
 def test_cli_masks_auth_like_header_names_as_the_plugin_does():
