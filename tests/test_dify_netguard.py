@@ -1,4 +1,4 @@
-"""Destination safety (fanin/netguard.py): metadata and link-local always refused, on the
+"""Destination safety (fanin/embed/netguard.py): metadata and link-local always refused, on the
 address actually connected to; private ranges only when BLOCK_PRIVATE_NETWORKS is on."""
 
 from __future__ import annotations
