@@ -32,6 +32,15 @@ def test_a_full_disk_ends_with_one_line_and_exit_1(sse_server):
     assert one_line(result.stderr) == "fanin: error: cannot write the output: No space left on device"
 
 
+def test_a_load_report_to_a_full_disk_ends_with_one_line_and_exit_1(sse_server):
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([*FANIN, "load", sse_server.url("/stream?count=5"), "-c", "1", "-d", "0.3s",
+                                 "--json", "-", "--no-progress"],
+                                stdout=full, stderr=subprocess.PIPE, timeout=60, env=ENV, cwd=ROOT)
+    assert result.returncode == 1
+    assert one_line(result.stderr) == "fanin: error: No space left on device"
+
+
 def test_a_closed_stdout_ends_with_one_line_and_exit_1(sse_server):
     command = " ".join([*FANIN, "stream", f"'{sse_server.url('/stream?count=5')}'"])
     result = subprocess.run(["sh", "-c", f"exec {command} >&-"], stderr=subprocess.PIPE, timeout=60, env=ENV,

@@ -181,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); stop quietly like other Unix tools.
         _silence_stdout()
         return 0
+    except OSError as exc:  # e.g. `fanin load --json - > /dev/full`: one line, never a traceback
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError:
+            _silence_stdout()
+        print(f"fanin: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command!r}")
     return 2
 
