@@ -129,9 +129,8 @@ def hostile_app(closed_port: int) -> web.Application:
 
     async def body(request: web.Request) -> web.Response:
         echo = _echo_of(request)
-        first = min((echo.find(v) for v in request.headers.values() if len(v) > 20 and echo.find(v) > 0),
-                    default=0)
-        padding = "p" * max(0, 290 - first)
+        token = request.headers.get("Authorization") or request.headers.get("X-Api-Key") or ""
+        padding = "p" * max(0, 290 - echo.find(token))  # the token starts at character 290
         return web.Response(status=401, text=padding + echo)
 
     async def wide_body(request: web.Request) -> web.Response:

@@ -162,7 +162,7 @@ class AddressGuard:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, url.port or 80, type=socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a name no resolver accepts (e.g. bad IDNA)
             raise DestinationRefused(
                 f"cannot resolve {url.host} to judge it before the proxy fetches it; refused") from None
         for info in infos:
