@@ -160,7 +160,7 @@ class Summary:
     total_events: int
     connection_duration: float  # seconds, 3 decimals
     sources: list[SourceReport]
-    stopped_by: str | None = None  # max_events | max_duration | stop_on | None
+    stopped_by: str | None = None  # max_events | max_duration | stop_on | interrupt | None
     wall_ns: int = field(default_factory=time.time_ns)
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 import urllib.request
 from collections import deque
@@ -23,6 +24,8 @@ import aiohttp
 from .dedup import IdDeduplicator
 from .errors import UsageError
 from .events import Batch, Event, SourceError, Summary
+from .redact import Secrets
+from .redirects import HopCheck
 from .reorder import EventTimeReorderer
 from .stream import Request, SSEStream, StreamConfig, StreamObserver
 
@@ -57,7 +60,7 @@ class FanIn:
                  stop_on: str | None = None, order_by: str | None = None,
                  reorder_window_ms: float = 500, dedup: bool = False,
                  observer: StreamObserver | None = None, queue_limit: int = 8192,
-                 connector_factory=None) -> None:
+                 connector_factory=None, check_hop: HopCheck | None = None) -> None:
         if not requests:
             raise UsageError("no URL given")
         self.requests = list(requests)
@@ -80,6 +83,7 @@ class FanIn:
         self.observer = observer
         self.queue_limit = max(1, queue_limit)
         self.connector_factory = connector_factory
+        self.check_hop = check_hop  # e.g. a destination guard: judges every URL before it is requested
         self.streams: list[SSEStream] = []
         self.summary: Summary | None = None
         self.stopped_by: str | None = None
@@ -93,6 +97,11 @@ class FanIn:
         self._deadline: float | None = None
         self._started = False
         self._delivered = [0] * len(self.requests)  # events handed to the consumer, per source
+
+    @functools.cached_property
+    def secrets(self) -> Secrets:
+        """Every form of every secret the run sends: faces mask the text they compose with it."""
+        return Secrets.union(r.secrets for r in self.requests)
 
     # ------------------------------------------------------------------ producers
     async def _deliver(self, batch: Batch) -> None:
@@ -175,7 +184,7 @@ class FanIn:
         try:
             session = self.connector_factory() if self.connector_factory else make_session()
             self.streams = [
-                SSEStream(session, index, request, self.config, self.observer)
+                SSEStream(session, index, request, self.config, self.observer, check_hop=self.check_hop)
                 for index, request in enumerate(self.requests)
             ]
             self._live = len(self.streams)
@@ -219,6 +228,9 @@ class FanIn:
                 rest = self._number(self._release_held(self.reorder.flush()))
                 if rest:
                     yield rest
+        except (asyncio.CancelledError, GeneratorExit):  # a signal, or a consumer that stopped reading
+            self.stopped_by = self.stopped_by or "interrupt"
+            raise
         finally:
             for task in tasks:
                 task.cancel()

@@ -23,7 +23,8 @@ from yarl import URL
 from .errors import EventTooLargeError, FaninError, UsageError
 from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
-from .redact import redact_url, scrub
+from .redact import Secrets, is_secret_name, redact_url
+from .redirects import HopCheck, RedirectError, request_following_redirects
 from .retry import Reconnect, ReconnectPolicy, retry_after_seconds
 
 __all__ = [
@@ -103,19 +104,25 @@ class Request:
     @property
     def display_url(self) -> str:
         """The URL as shown in output and errors (credential-like parts masked)."""
-        return redact_url(self.url)
+        return self.secrets.display_url(self.url)
 
     @property
-    def secrets(self) -> tuple[str, ...]:
-        values = [self.auth_token or ""]
-        for name, value in self.headers.items():
-            if name.lower() in ("authorization", "proxy-authorization", "cookie", "x-api-key", "api-key") or (
-                self.auth_type == "api_key" and name.lower() == self.auth_header.lower()
-            ):
-                values.append(value)
-        return tuple(v for v in values if v)
+    def secrets(self) -> Secrets:
+        """Every form of every credential this request sends (see fanin/redact.py)."""
+        return Secrets.of_request(self)
+
+    def is_credential(self, header: str) -> bool:
+        """Whether a header carries a credential (dropped when a redirect leaves the origin)."""
+        return is_secret_name(header) or (self.auth_type == "api_key" and header.lower() == self.auth_header.lower())
 
     def validate(self) -> None:
+        """Raises UsageError: one line, every secret of this request masked."""
+        try:
+            self._validate()
+        except UsageError as exc:
+            raise UsageError(self.secrets.scrub(str(exc))) from None
+
+    def _validate(self) -> None:
         try:
             url = URL(self.url)
         except (ValueError, TypeError) as exc:
@@ -130,7 +137,7 @@ class Request:
         if not self.method or not set(self.method) <= _METHOD_OK:
             raise UsageError(f"bad HTTP method {self.method!r}")
         for name, value in self.headers.items():
-            _check_header(name, value, secret=any(s and s == value for s in self.secrets))
+            _check_header(name, value, secret=self.is_credential(name))
         if self.auth_type not in AUTH_TYPES:
             raise UsageError(f"bad auth type {self.auth_type!r}: choose one of {', '.join(AUTH_TYPES)}")
         if self.auth_type != "none":
@@ -218,15 +225,16 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     return retry_after_seconds(resp.headers.get("Retry-After", ""))
 
 
-async def _excerpt(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
+async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets, limit: int = 300) -> str:
     """The start of an error response's body on one line (servers such as Dify explain
-    the refusal there). Bounded in size and time; scrubbed of secrets by the caller."""
+    the refusal there). Bounded in size and time. Secrets are masked before the cut, and
+    enough is read past it that a secret starting before the cut is masked whole."""
     try:
         async with asyncio.timeout(2):
-            raw = await resp.content.read(limit * 4)
+            raw = await resp.content.read(limit * 4 + secrets.longest)
     except (TimeoutError, aiohttp.ClientError, ConnectionError):
         return ""
-    text = " ".join(raw.decode("utf-8", "replace").split())
+    text = " ".join(secrets.scrub(raw.decode("utf-8", "replace")).split())
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
@@ -252,13 +260,16 @@ class SSEStream:
     """One source read to its end, reconnecting per `StreamConfig.reconnect`."""
 
     def __init__(self, session: aiohttp.ClientSession, source: int, request: Request,
-                 config: StreamConfig, observer: StreamObserver | None = None) -> None:
+                 config: StreamConfig, observer: StreamObserver | None = None, *,
+                 check_hop: HopCheck | None = None) -> None:
         self.session = session
         self.source = source
         self.request = request
         self.config = config
         self.observer = observer or _NULL_OBSERVER
-        self.url = request.display_url
+        self.check_hop = check_hop  # judges every URL (first and each redirect) before it is requested
+        self.secrets = request.secrets  # the boundary: every text this source makes passes secrets.scrub
+        self.url = self.secrets.display_url(request.url)
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size)
@@ -299,16 +310,15 @@ class SSEStream:
 
     # ----------------------------------------------------------------- internals
     def _clean(self, message: str) -> str:
-        """A message as it may be shown: no token, no unmasked URL (some aiohttp errors
-        quote the raw URL, query-string credentials included)."""
-        if self.request.url != self.url:
-            message = message.replace(self.request.url, self.url)
-        return scrub(message, self.request.secrets)
+        """A message as it may be shown: every form of every secret masked (some aiohttp
+        errors quote the raw URL, query-string credentials included; servers echo tokens),
+        on one line (some aiohttp errors span several)."""
+        return " ".join(self.secrets.scrub(message).split())
 
     def fail_unexpected(self, exc: BaseException) -> None:
         """Mark the source failed by an exception nobody planned for, in one clean line:
         such a source must never end up counted as completed."""
-        text = " ".join(str(exc).split())
+        text = self._clean(str(exc))  # masked before the cut, never after
         text = text[:300] + ("..." if len(text) > 300 else "")
         self._fail("internal", f"unexpected error: {exc.__class__.__name__}" + (f": {text}" if text else ""))
 
@@ -351,40 +361,51 @@ class SSEStream:
         if self._json_type:
             headers.setdefault("Content-Type", "application/json")
         start = time.monotonic_ns()
+        trail: list[URL] = []  # the URLs requested so far: redirects are followed hop by hop
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                resp = await self.session.request(
-                    req.method, req.url, params=req.params or None, headers=headers,
-                    data=self._body, timeout=self._timeout, allow_redirects=True,
+                resp = await request_following_redirects(
+                    self.session, req.method, req.url, params=req.params or None, headers=headers,
+                    data=self._body, timeout=self._timeout, is_credential=req.is_credential,
+                    check_hop=self.check_hop, trail=trail, shown=self.url,
                 )
         except TimeoutError:
             raise Reconnect("timeout", f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
-        except aiohttp.TooManyRedirects:
-            raise StreamFailed("redirect", f"too many redirects from {self.url}") from None
+        except RedirectError as exc:
+            raise StreamFailed(exc.kind, str(exc)) from None
         except aiohttp.InvalidURL as exc:
-            raise StreamFailed("bad_url", f"bad URL {self.url!r}: {exc}") from None
+            raise StreamFailed("bad_url", f"bad URL {self._where(trail)!r}: {exc}") from None
         except aiohttp.ClientSSLError as exc:
-            raise StreamFailed("tls", f"TLS error talking to {self.url}: {exc}") from None
+            raise StreamFailed("tls", f"TLS error talking to {self._where(trail)}: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, FaninError):  # a destination guard refused the address
-                raise StreamFailed(getattr(exc.os_error, "kind", "refused"), f"{exc.os_error} ({self.url})") from None
+                raise StreamFailed(getattr(exc.os_error, "kind", "refused"),
+                                   f"{exc.os_error} ({self._where(trail)})") from None
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             kind = "refused" if refused else "network"
             if refused:
                 reason = "connection refused"
             else:
                 reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
-            raise Reconnect(kind, f"cannot connect to {self.url}: {reason}", maybe_processed=False) from None
+            raise Reconnect(kind, f"cannot connect to {self._where(trail)}: {reason}", maybe_processed=False) from None
         except aiohttp.ClientError as exc:
-            raise Reconnect("network", f"network error from {self.url}: {exc.__class__.__name__}: {exc}") from None
+            raise Reconnect("network", f"network error from {self._where(trail)}:"
+                                       f" {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
             raise StreamFailed(getattr(exc, "kind", "refused"), str(exc)) from None
         excerpt = ""
         if 400 <= resp.status < 500 and resp.status not in (408, 429):
-            excerpt = await _excerpt(resp)
+            excerpt = await _excerpt(resp, self.secrets)
         self._check_response(resp, excerpt)
         self.observer.on_connect(self.source, time.monotonic_ns() - start)
         return resp
+
+    def _where(self, trail: list[URL]) -> str:
+        """The source's URL, and the hop that failed when a redirect led elsewhere (masked
+        like every URL; the message is scrubbed again when it becomes a report)."""
+        if len(trail) < 2:
+            return self.url
+        return f"{redact_url(str(trail[-1]))} (redirected from {self.url})"
 
     def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> None:
         """Open the stream (200 + text/event-stream), stop (204), retry or fail; `excerpt`

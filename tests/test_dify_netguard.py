@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from fanin.embed.bridge import get_bridge
 from fanin.merge import FanIn, make_session
@@ -136,7 +137,8 @@ def test_through_a_proxy_the_target_name_is_resolved_and_judged_first(monkeypatc
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    guard = AddressGuard(block_private=True)
     with pytest.raises(DestinationRefused, match="BLOCK_PRIVATE_NETWORKS"):
-        AddressGuard(block_private=True).preflight("http://localhost:8080/stream")
+        get_bridge().run(lambda: guard.check_hop(URL("http://localhost:8080/stream")))
     monkeypatch.setenv("NO_PROXY", "localhost")
-    AddressGuard(block_private=True).preflight("http://localhost:8080/stream")  # direct: judged at connect time
+    get_bridge().run(lambda: guard.check_hop(URL("http://localhost:8080/stream")))  # direct: judged at connect time

@@ -20,13 +20,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from fanin.embed.bridge import BridgeDeadline, get_bridge
 from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.errors import FaninError
 from fanin.events import SourceError
 from fanin.merge import make_session
-from fanin.redact import scrub
+from fanin.redact import Secrets
 from fanin.stream import Request, StreamConfig
 
 from tools import params as P
@@ -145,12 +146,12 @@ def _classify(error: str, got_events: bool) -> str:
 
 
 def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard: AddressGuard,
-            max_duration: float, secrets: tuple[str, ...], leg: _Leg) -> Iterator[tuple]:
+            max_duration: float, secrets: Secrets, leg: _Leg) -> Iterator[tuple]:
     """One connection: fold its events into `folder`, yield live text; `leg` says how it ended."""
     try:
         fan = new_fanin([request], config, guard=guard, max_duration=max_duration)
     except (FaninError, ValueError) as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(secrets.scrub(str(exc))) from None
     deadline = time.monotonic() + max_duration + config.connect_timeout + 15
     got_events = False
     try:
@@ -182,7 +183,7 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
     except BridgeDeadline:
         leg.kind, leg.error = "deadline", "stopped: the run went past max_duration plus its grace period"
     except FaninError as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(secrets.scrub(str(exc))) from None
     summary = fan.summary
     if summary is not None:
         leg.duration = summary.connection_duration
@@ -202,6 +203,7 @@ def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
     url = plan.api_base + _STOP_PATHS[plan.app_type].format(task_id=task_id)
 
     async def send() -> int:
+        await guard.check_hop(URL(url))  # the same destination rules as every other request
         timeout = aiohttp.ClientTimeout(total=STOP_TIMEOUT)
         async with make_session(socket_factory=guard.socket_factory) as session:
             async with session.post(url, json={"user": plan.user}, timeout=timeout, allow_redirects=False,
@@ -209,7 +211,6 @@ def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
                 return resp.status
 
     try:
-        guard.preflight(url)
         plan.stops_sent.append(get_bridge().run(send, deadline=time.monotonic() + STOP_TIMEOUT + 1))
     except Exception:  # the stop is a courtesy to the app; the tool's own outcome stands
         plan.stops_sent.append(0)
@@ -228,7 +229,7 @@ def _can_resume(plan: ChatflowPlan, folder: AnswerFolder, leg: _Leg, resumes: in
 
 def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
     guard = guard or guard_from_env()
-    secrets = (plan.api_key,)
+    secrets = plan.request.secrets  # the engine's one secrets boundary (fanin/redact.py)
     folder = AnswerFolder(plan.app_type)
     started = time.monotonic()
     settled = False
@@ -257,7 +258,7 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
         if not settled and not folder.finished:   # the generator was closed (the user stopped the tool)
             stop_remote(plan, folder.ids["task_id"], guard)
     if leg.kind in ("app_error", "failed", "idle") or (leg.kind == "dropped" and leg.error != _ENDED_EARLY):
-        raise ToolFailure(scrub(_explain(leg.error, plan.app_type), secrets))
+        raise ToolFailure(secrets.scrub(_explain(leg.error, plan.app_type)))
     owed = folder.settle()
     if owed:
         for chunk in _split_text(owed):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,7 +22,6 @@ from fanin.events import Batch, Event, SourceError, Summary
 from fanin.extract import get_path, parse_path
 from fanin.merge import FanIn, make_session
 from fanin.embed.netguard import AddressGuard, guard_from_env
-from fanin.redact import scrub
 from fanin.stream import MISSING, Request, StreamConfig
 
 from tools import params as P
@@ -36,7 +35,6 @@ MAX_DURATION_CAP = 590.0  # stays under the plugin daemon's 600 s execution ceil
 MESSAGE_BUDGET = 4 * 1024 * 1024  # bytes per variable; the daemon's line limit is 5 MiB
 TEXT_PIECE = 256 * 1024  # characters per text message (at most 1 MiB of UTF-8)
 OUTPUT_MODES = ("data", "extract", "ndjson")
-SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "cookie", "session", "signature", "password")
 
 
 class ToolFailure(Exception):
@@ -52,17 +50,6 @@ class SsePlan:
     stop_on: str | None
     extract: tuple[str, ...] | None
     output_mode: str
-    secrets: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _secrets_of(headers: list[tuple[str, str]], token: str) -> tuple[str, ...]:
-    found = [token] if token else []
-    for name, value in headers:
-        if value and any(word in name.lower() for word in SECRET_HEADER_WORDS):
-            found.append(value)
-            if " " in value:  # "Bearer abc": the credential part alone too
-                found.append(value.split(" ", 1)[1])
-    return tuple(s for s in found if len(s) >= 3)
 
 
 def plan_sse_request(p: dict[str, Any]) -> SsePlan:
@@ -107,7 +94,6 @@ def plan_sse_request(p: dict[str, Any]) -> SsePlan:
         stop_on=stop_on.strip() if stop_on.strip() else None,
         extract=extract,
         output_mode=output_mode,
-        secrets=_secrets_of(headers, token),
     )
 
 
@@ -142,12 +128,13 @@ def run_fanin(fan: FanIn, deadline: float) -> Iterator[list[Event | SourceError]
 
 def new_fanin(requests: list[Request], config: StreamConfig, *, guard: AddressGuard | None = None,
               **limits: Any) -> FanIn:
-    """A FanIn whose every connection passes the destination guard (see fanin/netguard.py)."""
+    """A FanIn whose every connection and every URL, redirects included, passes the
+    destination guard (see fanin/embed/netguard.py)."""
     guard = guard or guard_from_env()
     for request in requests:
-        guard.preflight(request.url)
+        guard.check_url(request.url)  # an IP literal is refused at once, with one clear line
     return FanIn(requests, config, connector_factory=lambda: make_session(socket_factory=guard.socket_factory),
-                 **limits)
+                 check_hop=guard.check_hop, **limits)
 
 
 def _split_text(text: str) -> Iterator[str]:
@@ -162,12 +149,13 @@ def _cap_text(text: str) -> tuple[str, bool]:
 
 
 def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iterator[Output]:
-    secrets = plan.secrets
+    # Every text below comes from the engine, whose boundary (fanin/redact.py) already masked
+    # every secret of the run: errors, reports, URLs and exceptions. Event data is the server's.
     try:
         fan = new_fanin(plan.requests, plan.config, guard=guard, max_events=plan.max_events,
                         max_duration=plan.max_duration, stop_on=plan.stop_on)
     except (FaninError, ValueError) as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(str(exc)) from None
     deadline = time.monotonic() + plan.max_duration + plan.config.connect_timeout + 15
     answer_parts: list[str] = []
     answer_size = 0  # characters kept; memory stays bounded on long runs
@@ -182,7 +170,7 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
                 live: list[str] = []
                 for item in batch:
                     if type(item) is SourceError:
-                        errors.append(scrub(f"source {item.source} ({item.url}): {item.error}", secrets))
+                        errors.append(f"source {item.source} ({item.url}): {item.error}")
                         continue
                     record = item.to_dict()
                     if not events_capped:
@@ -211,20 +199,20 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
     except BridgeDeadline:
         errors.append("stopped: the run went past max_duration plus its grace period")
     except FaninError as exc:
-        raise ToolFailure(scrub(str(exc), secrets)) from None
+        raise ToolFailure(str(exc)) from None
     summary: Summary | None = fan.summary
     if summary is None:  # only when the run could not start at all
         raise ToolFailure("the stream run ended without a summary")
     for report in summary.sources:
         if report.error:
-            line = scrub(f"source {report.source} ({report.url}): {report.error}", secrets)
+            line = f"source {report.source} ({report.url}): {report.error}"
             if line not in errors:
                 errors.append(line)
     error_text = "; ".join(errors)
     if summary.status == "failed" and summary.total_events == 0:
         raise ToolFailure(error_text or "every source failed")
     answer, answer_capped = _cap_text("".join(answer_parts))
-    sources = [scrub_dict(r.to_dict(), secrets) for r in summary.sources]
+    sources = [r.to_dict() for r in summary.sources]
     yield ("variable", "status", summary.status)
     yield ("variable", "total_events", summary.total_events)
     yield ("variable", "connection_duration", summary.connection_duration)
@@ -234,7 +222,6 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
     yield ("variable", "error", error_text)
     record = summary.to_dict()
     record["sources"] = sources
-    record["summary"] = scrub(record["summary"], secrets)
     record["error"] = error_text or None
     record["events_returned"] = len(events)
     if events_capped:
@@ -245,6 +232,3 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
         record["answer_truncated"] = True
     yield ("json", record)
 
-
-def scrub_dict(record: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
-    return {k: scrub(v, secrets) if isinstance(v, str) else v for k, v in record.items()}

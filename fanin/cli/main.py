@@ -1,15 +1,21 @@
 """`fanin` command line: stream, serve, demo, load.
 
-Exit status: 0 every source completed, 1 a source failed, 2 bad usage, 130 interrupted.
-Every error is one line on stderr; with --format ndjson stdout holds only JSON lines.
+Exit status: 0 every source completed, 1 a source failed (or the output cannot be written),
+2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Every error is one line on
+stderr, never a traceback; with --format ndjson stdout holds only JSON lines. An interrupted
+or terminated `fanin stream` still writes its summary, with `stopped_by: "interrupt"`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from fanin import __version__
 from fanin.errors import FaninError, UsageError
@@ -22,6 +28,47 @@ from .options import add_request_arguments, byte_size, expand_urls, positive_flo
 __all__ = ["main", "build_parser"]
 
 FORMATS = ("ndjson", "text", "pretty")
+
+
+class Terminated(Exception):
+    """SIGTERM stopped the run (the way Ctrl-C does)."""
+
+
+async def _stop_on_sigterm(coro: Coroutine[Any, Any, int]) -> int:
+    """Run `coro`, and on SIGTERM cancel it as Ctrl-C does (so the summary is still written),
+    then raise Terminated for main to exit 143."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (e.g. not the main thread)
+        pass
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated() from None
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what could not be
+    written does not print a second error."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stream":
             from .stream_command import run_stream
 
-            return runloop.run(run_stream(args), streams=len(args.urls))
+            return runloop.run(_stop_on_sigterm(run_stream(args)), streams=len(args.urls))
         if args.command == "demo":
             from .stream_command import run_demo
 
-            return runloop.run(run_demo(args))
+            return runloop.run(_stop_on_sigterm(run_demo(args)))
         if args.command == "serve":
             from fanin.server.command import run_serve
 
@@ -118,16 +165,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanin: error: {exc}", file=sys.stderr)
         return 2
     except FaninError as exc:
+        from .writers import OutputError
+
+        if isinstance(exc, OutputError):
+            _silence_stdout()
         print(f"fanin: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fanin: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("fanin: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); stop quietly like other Unix tools.
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")
+        _silence_stdout()
         return 0
+    except OSError as exc:  # e.g. `fanin load --json - > /dev/full`: one line, never a traceback
+        try:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+        except OSError:
+            _silence_stdout()
+        print(f"fanin: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command!r}")
     return 2
 

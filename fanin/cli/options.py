@@ -62,8 +62,8 @@ def header_pair(text: str) -> tuple[str, str]:
 
 def query_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"bad query parameter {text!r}: use key=value")
+    if not sep or not name:  # the text is not echoed: it may be a credential typed without its key
+        raise argparse.ArgumentTypeError("bad query parameter: use key=value")
     return name, value
 
 

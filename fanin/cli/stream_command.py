@@ -9,7 +9,7 @@ import sys
 from fanin.stream import Request, StreamConfig, StreamObserver
 
 from .options import requests_from_args
-from .writers import make_writer
+from .writers import make_writer, output_errors
 
 __all__ = ["run_stream", "run_demo", "consume", "default_format"]
 
@@ -17,7 +17,7 @@ __all__ = ["run_stream", "run_demo", "consume", "default_format"]
 def default_format(requested: str | None) -> str:
     if requested:
         return requested
-    return "pretty" if sys.stdout.isatty() else "ndjson"
+    return "pretty" if sys.stdout is not None and sys.stdout.isatty() else "ndjson"
 
 
 async def run_stream(args: argparse.Namespace) -> int:
@@ -35,18 +35,25 @@ async def run_stream(args: argparse.Namespace) -> int:
 
 
 async def consume(fan, fmt: str, *, n_sources: int) -> int:
-    """Drive a FanIn to its end, writing every record in `fmt`; returns the exit status."""
-    writer = make_writer(fmt, n_sources=n_sources)
-    if isinstance(writer, StreamObserver) and fan.observer is None:
-        fan.observer = writer
-    try:
-        async with contextlib.aclosing(fan.stream_batches()) as batches:
-            async for batch in batches:
-                writer.batch(batch)
-    finally:
-        if fan.summary is not None:
-            writer.summary(fan.summary)
-        writer.close()
+    """Drive a FanIn to its end, writing every record in `fmt`; returns the exit status.
+    The summary is written however the run ends (a limit, Ctrl-C, SIGTERM), unless the
+    output itself failed; a failed write raises OutputError (one line, exit 1)."""
+    with output_errors():
+        writer = make_writer(fmt, n_sources=n_sources)
+        if isinstance(writer, StreamObserver) and fan.observer is None:
+            fan.observer = writer
+        output_failed = False
+        try:
+            async with contextlib.aclosing(fan.stream_batches()) as batches:
+                async for batch in batches:
+                    writer.batch(batch)
+        except OSError:
+            output_failed = True
+            raise
+        finally:
+            if fan.summary is not None and not output_failed:
+                writer.summary(fan.summary)
+            writer.close()
     return 1 if fan.summary and fan.summary.status != "completed" else 0
 
 

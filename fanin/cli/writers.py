@@ -6,15 +6,36 @@ system call per event."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Protocol
 
 import orjson
 
+from fanin.errors import FaninError
 from fanin.events import Batch, SourceError, Summary, dumps, format_wall_ns
 from fanin.stream import StreamObserver
 
-__all__ = ["make_writer", "Writer"]
+__all__ = ["make_writer", "Writer", "OutputError", "output_errors"]
+
+
+class OutputError(FaninError):
+    """The output cannot be written (a full disk, a closed descriptor): one line, exit 1."""
+
+
+@contextlib.contextmanager
+def output_errors() -> Iterator[None]:
+    """Turn a failed write into one OutputError line. A broken pipe (the reader went away,
+    as with `| head`) is left as it is: the command stops quietly, like other Unix tools."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise OutputError("cannot write the output: standard output is closed")
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the output: {exc.strerror or exc}") from None
 
 _SOURCE_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
 

@@ -3,15 +3,22 @@
 Link-local and cloud-metadata addresses are always refused: they let a URL typed into a
 workflow read a cloud instance's credentials. Private and loopback ranges are allowed
 unless `block_private_networks` is on, because self-hosted Dify calls internal services.
+IPv4 carried inside IPv6 (`::ffff:a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`,
+IPv4-compatible `::a.b.c.d`) is judged as the IPv4 address it carries.
 
-The check runs on the address a socket is about to connect to (aiohttp's
-`TCPConnector(socket_factory=guard.socket_factory)`), so it sees every connection:
-names resolved by any DNS trick, IP literals, and every redirect hop. `check_url` adds
-an early, clearer refusal for IP literals before anything is sent.
+Two checks, wired into a run by `FanIn(connector_factory=..., check_hop=guard.check_hop)`:
+- `socket_factory` judges the address a socket is about to connect to (aiohttp's
+  `TCPConnector(socket_factory=...)`), so it sees every direct connection: names resolved
+  by any DNS trick, IP literals, every redirect hop, and the proxy itself;
+- `check_hop` runs before every URL is requested, the first and each redirect target (the
+  engine follows redirects hop by hop): an IP literal is refused at once, and when the URL
+  goes through an HTTP(S) proxy (which resolves the name itself, out of the socket check's
+  sight) the name is resolved here and every address it has is judged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
@@ -76,13 +83,23 @@ class DestinationRefused(FaninError, OSError):
         return self.strerror
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are IPv4
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
 def _plain_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
-    """IPv4 hidden inside IPv6 (::ffff:a.b.c.d, 6to4 style mapping) is judged as IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.scope_id:
-            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+    """IPv4 carried inside IPv6 is judged as that IPv4 address: IPv4-mapped (::ffff:a.b.c.d),
+    NAT64 (64:ff9b::a.b.c.d), 6to4 (2002:aabb:ccdd::/48) and IPv4-compatible (::a.b.c.d)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ip
+    if ip.scope_id:
+        ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1, judged as themselves
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
 
@@ -95,15 +112,17 @@ class AddressGuard:
     def refusal(self, address: str) -> str | None:
         """Why `address` is refused, or None when it is allowed."""
         try:
-            ip = _plain_address(ipaddress.ip_address(address.split("%", 1)[0]))
+            given = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return f"cannot judge destination address {address!r}; refused"
+        ip = _plain_address(given)
+        shown = f"{ip}" if ip == given or ip.version == given.version else f"{given} (IPv4 {ip})"
         if any(ip in net for net in ALWAYS_BLOCKED):
-            return f"destination {ip} is a link-local or cloud-metadata address; refused"
+            return f"destination {shown} is a link-local or cloud-metadata address; refused"
         if self.block_private and (any(ip in net for net in PRIVATE_NETWORKS) or ip.is_private or ip.is_loopback):
-            return f"destination {ip} is a private or loopback address and {ENV_NAME} is on; refused"
+            return f"destination {shown} is a private or loopback address and {ENV_NAME} is on; refused"
         if ip.is_multicast:
-            return f"destination {ip} is not a unicast address; refused"
+            return f"destination {shown} is not a unicast address; refused"
         return None
 
     def check_ip(self, address: str) -> None:
@@ -111,10 +130,10 @@ class AddressGuard:
         if reason:
             raise DestinationRefused(reason)
 
-    def check_url(self, url: str) -> None:
+    def check_url(self, url: str | URL) -> None:
         """Early refusal of an IP-literal host (names are judged at connect time)."""
         try:
-            host = URL(url).host
+            host = URL(url).host if isinstance(url, str) else url.host
         except (ValueError, TypeError):
             return  # the engine's own validation reports a bad URL
         if not host:
@@ -125,22 +144,27 @@ class AddressGuard:
             return
         self.check_ip(host)
 
-    def preflight(self, url: str) -> None:
-        """Before a run: refuse IP literals at once, and when the request will go through
-        an HTTP(S) proxy (which resolves the name itself, out of our sight) resolve the name
-        here and judge every address it has."""
+    async def check_hop(self, url: URL) -> None:
+        """Before each URL is requested (the first and every redirect target): refuse an IP
+        literal at once; when the URL goes through an HTTP(S) proxy, which resolves the name
+        itself out of the socket check's sight, resolve the name here and judge every
+        address it has. A name that cannot be resolved here is refused rather than left to
+        the proxy, whose resolver may see internal names this one cannot judge."""
         self.check_url(url)
+        host = url.raw_host
+        if not host or not _proxied(url):
+            return  # direct: socket_factory judges the address actually connected to
         try:
-            parsed = URL(url)
-        except (ValueError, TypeError):
-            return
-        host = parsed.host
-        if not host or not _proxied(parsed):
-            return
+            ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+            return  # an IP literal, judged above
+        except ValueError:
+            pass
         try:
-            infos = socket.getaddrinfo(host, parsed.port or 80, type=socket.SOCK_STREAM)
-        except OSError:
-            return  # the proxy reports the failure to resolve
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, url.port or 80, type=socket.SOCK_STREAM)
+        except (OSError, ValueError):  # ValueError: a name no resolver accepts (e.g. bad IDNA)
+            raise DestinationRefused(
+                f"cannot resolve {url.host} to judge it before the proxy fetches it; refused") from None
         for info in infos:
             self.check_ip(info[4][0])
 

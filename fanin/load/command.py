@@ -26,7 +26,6 @@ from fanin.cli import runloop
 from fanin.cli.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
-from fanin.redact import redact_url
 
 # rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
 # building the `fanin` parser never needs them.
@@ -335,7 +334,7 @@ def run_load(args: argparse.Namespace) -> int:
     from fanin.cli.options import read_body
 
     args.body_bytes, args.data = read_body(args.data), None
-    _build_requests(args)  # validate before starting anything
+    requests = _build_requests(args)  # validate before starting anything
     _build_config(args)
     warnings = _check_reachable(args.connections, args.workers, args.urls)
     limit = _raise_fd_limit(-(-args.connections // args.workers) + FD_RESERVE)
@@ -356,7 +355,7 @@ def run_load(args: argparse.Namespace) -> int:
         )
     report = build_report(
         metrics,
-        targets=[redact_url(u) for u in args.urls],
+        targets=[r.display_url for r in requests],  # masked by the engine's secrets boundary
         settings=_settings(args, duration, ramp_up),
         elapsed_s=elapsed,
         window=window,

@@ -219,7 +219,8 @@ class LoadRunner:
             try:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
-                self.observer.on_failure(slot, "client", f"load client error: {exc.__class__.__name__}: {exc}")
+                message = stream.secrets.scrub(f"load client error: {exc.__class__.__name__}: {exc}")
+                self.observer.on_failure(slot, "client", message)
                 self.observer.on_end(slot, "failed")
                 return
             if report.status != "completed" or report.events == 0:
