@@ -56,11 +56,17 @@ def emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
     from fanin.load.report import report_table
 
+    def console(**kw) -> Console:
+        out = Console(**kw)
+        if not out.is_terminal:
+            out.width = 132  # a log file or CI: room for every column
+        return out
+
     blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.json == "-":
         sys.stdout.buffer.write(blob)
         sys.stdout.flush()
-        Console(stderr=True).print(report_table(report))
+        console(stderr=True).print(report_table(report))
         return
     if args.json:
         try:
@@ -68,4 +74,4 @@ def emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
                 f.write(blob)
         except OSError as exc:
             raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
-    Console().print(report_table(report))
+    console().print(report_table(report))

@@ -76,9 +76,9 @@ def sweep_table(doc: dict[str, Any]):
     from fanin.load.report import _count, _ms
 
     table = Table(title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}", show_edge=False)
-    for col in ("load", "req/s", "tokens/s", "goodput/s", "goodput", "p50 ttft", "p99 ttft", "p99 itl",
-                "p50 tpot", "p99 e2e", "failed", "not started", "met"):
-        table.add_column(col, justify="right")
+    for col in ("load", "req/s", "tok/s", "good/s", "ttft p50", "ttft p99", "itl p99", "e2e p99",
+                "failed", "not run", "met"):
+        table.add_column(col, justify="right", no_wrap=True)
     for index, step in enumerate(doc["steps"]):
         r, lat = step["requests"], step["latency_ms"]
         mark = "yes" if step["sweep"]["passed"] else "no"
@@ -86,8 +86,8 @@ def sweep_table(doc: dict[str, Any]):
             mark += " (knee)"
         table.add_row(
             f"{step['sweep']['load']:g}", _count(r["per_s"]), _count(step["tokens"]["per_s"]),
-            _count(r["goodput_per_s"]), f"{100 * r['goodput_ratio']:.0f}%", _ms(lat["ttft"]["p50"]),
-            _ms(lat["ttft"]["p99"]), _ms(lat["itl"]["p99"]), _ms(lat["tpot"]["p50"]), _ms(lat["e2e"]["p99"]),
+            _count(r["goodput_per_s"]), _ms(lat["ttft"]["p50"]),
+            _ms(lat["ttft"]["p99"]), _ms(lat["itl"]["p99"]), _ms(lat["e2e"]["p99"]),
             f"{r['failed']:,}", f"{r['not_started']:,}", mark,
         )
     return table
@@ -104,6 +104,8 @@ def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
     parameter, loads = checked["sweep"]
     objectives = bool(checked["slos"] or checked["thresholds"])
     console = Console(stderr=args.json == "-")
+    if not console.is_terminal:
+        console.width = 132  # a log file or CI: room for every column
     steps = []
     for index, load in enumerate(loads):
         users, rate = (int(load), None) if parameter == "concurrency" else (None, load)
@@ -119,6 +121,7 @@ def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
         "parameter": parameter,
         "loads": loads,
         "slos": [s.expr for s in checked["slos"]],
+        "slo_limits": [{"expr": s.expr, "metric": s.metric, "limit_ms": s.limit_us / 1000} for s in checked["slos"]],
         "slo_attainment": checked["attainment"],
         "thresholds": list(args.threshold),
         "knee": None if knee_index is None else {"index": knee_index, "load": loads[knee_index]},
