@@ -241,6 +241,7 @@ class RequestRunner:
         loop = asyncio.get_running_loop()
         rng = random.Random(plan.seed)
         due = self.start
+        k = 0
         while self._sending(due):
             wait = due - loop.time()
             if wait > 0:
@@ -257,7 +258,11 @@ class RequestRunner:
                     self.metrics.requests_not_started += 1
             else:
                 self._spawn(session, measured, due)
-            due += rng.expovariate(plan.rate) if plan.arrival == "poisson" else 1.0 / plan.rate
+            k += 1
+            if plan.arrival == "poisson":
+                due += rng.expovariate(plan.rate)
+            else:
+                due = self.start + k / plan.rate  # no drift from adding up rounded gaps
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()

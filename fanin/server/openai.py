@@ -31,6 +31,8 @@ from .stats import open_stream_scope
 
 __all__ = ["add_openai_routes", "OpenAIParams", "token_text"]
 
+PARAMS = ("ttft_ms", "itl_ms", "jitter_ms", "max_tokens", "error_rate", "error_status", "cut_after", "ts",
+          "max_concurrency")
 _LIMITS = web.AppKey("openai_limits", dict)
 _RNG = web.AppKey("openai_rng", random.Random)
 MAX_TOKENS_DEFAULT = 16
@@ -51,7 +53,7 @@ class OpenAIParams:
     @classmethod
     def parse(cls, query: Mapping[str, str], body: dict[str, Any]) -> "OpenAIParams":
         values = dict(query)
-        for name in cls.__slots__:
+        for name in PARAMS:
             if name in body and body[name] is not None and not isinstance(body[name], (dict, list)):
                 value = body[name]
                 values[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
