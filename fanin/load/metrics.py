@@ -229,9 +229,12 @@ class LoadMetrics:
             merged.peak_active = snapshots[0]["peak_active"]  # exact: counted on every open
             merged.active_timeline = dict(timelines[0])
         elif snapshots:
-            # Never more than the sum of the processes' own peaks (the old, upper-bound answer).
+            # Never more than the sum of the processes' own peaks (the old, upper-bound answer);
+            # a snapshot without samples (an older producer) can only add its own peak.
+            sampled = [t for t in timelines if t]
+            unsampled = sum(snap["peak_active"] for snap, t in zip(snapshots, timelines) if not t)
             bound = sum(snap["peak_active"] for snap in snapshots)
-            merged.peak_active = min(peak_of_timelines(timelines), bound)
+            merged.peak_active = min(peak_of_timelines(sampled) + unsampled, bound)
             for timeline in timelines:
                 for slot, n in timeline.items():
                     merged.active_timeline[slot] = merged.active_timeline.get(slot, 0) + n
