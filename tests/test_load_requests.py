@@ -45,10 +45,10 @@ def issued(report: dict) -> int:
 # --------------------------------------------------------------------------- load models
 def test_closed_loop_sends_exactly_n_and_measures_known_delays(server, tmp_path, capsys):
     # 3 users, 12 requests; each: 60 ms to the first token, then 9 more tokens 15 ms apart.
-    url = server.url(f"{CHAT}?ttft_ms=60&itl_ms=15&max_tokens=10")
+    url = server.url(f"{CHAT}?ttft_ms=60&itl_ms=15&max_tokens=10&ts=1")
     before = server.stats.total_requests
-    code, report, _ = run_load([url, "-c", "3", "-n", "12", *OPENAI,
-                                "--usage-field", "usage.completion_tokens"], tmp_path, capsys)
+    code, report, _ = run_load([url, "-c", "3", "-n", "12", *OPENAI, "--usage-field", "usage.completion_tokens",
+                                "--latency-field", "fanin_sent_ns"], tmp_path, capsys)
     assert code == 0, report
     r, tokens, lat = report["requests"], report["tokens"], report["latency_ms"]
     assert r["completed"] == 12 and r["failed"] == 0 and r["not_started"] == 0 and r["interrupted"] == 0
@@ -64,6 +64,8 @@ def test_closed_loop_sends_exactly_n_and_measures_known_delays(server, tmp_path,
     assert 13 <= lat["tpot"]["p50"] <= 30
     assert 58 + 9 * 13 <= lat["e2e"]["p50"] <= (60 + 9 * 15) * 1.5
     assert r["per_s"] > 0 and tokens["per_s"] > 0
+    # Delivery latency of each token (server's send stamp -> arrival), same clock on loopback.
+    assert lat["latency"]["count"] == 120 and lat["latency"]["p50"] < 50
 
 
 def test_closed_loop_for_a_duration(server, tmp_path, capsys):

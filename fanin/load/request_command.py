@@ -110,6 +110,7 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--warmup must be shorter than --duration")
     extract = _path(args.extract, "--extract")
     usage = _path(args.usage_field, "--usage-field")
+    latency_path = _path(args.latency_field, "--latency-field")
     slos = [parse_slo(expr) for expr in args.slo]
     thresholds = [parse_threshold(t) for t in args.threshold]
     sweep = parse_sweep(args.sweep) if args.sweep else None
@@ -132,7 +133,7 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     config.validate()
     return {
         "bases": bases, "source_args": source_args, "config": config, "duration": duration, "warmup": warmup,
-        "extract": extract, "usage": usage, "slos": slos, "thresholds": thresholds, "sweep": sweep,
+        "extract": extract, "usage": usage, "latency_path": latency_path, "slos": slos, "thresholds": thresholds, "sweep": sweep,
         "grace": parse_duration(args.grace, option="--grace"),
         "attainment": _percent(args.slo_attainment, "--slo-attainment"),
     }
@@ -159,6 +160,7 @@ def _settings(args: argparse.Namespace, checked: dict[str, Any], users: int | No
         "extract": args.extract,
         "usage_field": args.usage_field,
         "stop_on": args.stop_on,
+        "latency_field": args.latency_field,
         "slos": [s.expr for s in checked["slos"]],
         "connect_timeout_s": checked["config"].connect_timeout,
         "idle_timeout_s": checked["config"].idle_timeout,
@@ -192,7 +194,7 @@ def run_step(args: argparse.Namespace, checked: dict[str, Any], users: int | Non
         config=checked["config"], users=users, rate=rate, arrival=args.arrival, seed=args.seed,
         max_in_flight=args.max_in_flight, limit=args.requests, duration=checked["duration"],
         warmup=checked["warmup"], grace=checked["grace"], extract=checked["extract"], usage=checked["usage"],
-        slos=checked["slos"],
+        slos=checked["slos"], latency_path=checked["latency_path"], latency_unit=args.latency_unit,
     )
     with Progress(show_progress, checked["duration"] or 0, users or 0, requests=True) as display:
         result = runloop.run(_run_plan(plan, display.update), streams=users or args.max_in_flight)

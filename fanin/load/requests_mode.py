@@ -31,7 +31,7 @@ import orjson
 from fanin.extract import get_path
 from fanin.load.dataset import RequestSource
 from fanin.load.metrics import LoadMetrics, record_corrected
-from fanin.load.runner import TICK_S, make_load_session, rss_bytes
+from fanin.load.runner import TICK_S, UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
 from fanin.load.slo import RequestTimes, Slo, meets_all
 from fanin.stream import SSEStream, StreamConfig, StreamObserver
 
@@ -55,17 +55,23 @@ class RequestPlan:
     usage: tuple[str, ...] | None = None
     slos: list[Slo] = field(default_factory=list)
     tick_s: float = TICK_S
+    latency_path: tuple[str, ...] | None = None  # a send timestamp in each event's JSON
+    latency_unit: str = "auto"
 
 
 class RequestProbe(StreamObserver):
     """Everything measured about one request: the engine's hooks plus its delivered batches."""
 
     __slots__ = ("extract", "usage_path", "start_ns", "first_event_ns", "first_ns", "last_ns", "tokens",
-                 "events", "bytes", "gaps", "usage", "failure", "connect_ns")
+                 "events", "bytes", "gaps", "usage", "failure", "connect_ns", "latency_path", "unit_ns", "latencies")
 
-    def __init__(self, extract: tuple[str, ...] | None, usage_path: tuple[str, ...] | None) -> None:
+    def __init__(self, extract: tuple[str, ...] | None, usage_path: tuple[str, ...] | None,
+                 latency_path: tuple[str, ...] | None = None, unit_ns: float | None = None) -> None:
         self.extract = extract
         self.usage_path = usage_path
+        self.latency_path = latency_path
+        self.unit_ns = unit_ns  # None: judged from the first value (auto)
+        self.latencies: list[int] = []  # arrival wall clock - the event's send stamp, µs
         self.start_ns = time.monotonic_ns()
         self.first_event_ns = self.first_ns = self.last_ns = 0
         self.tokens = self.events = self.bytes = 0
@@ -87,11 +93,11 @@ class RequestProbe(StreamObserver):
         arrival = batch.arrival_ns
         if not self.first_event_ns:
             self.first_event_ns = arrival
-        extract, usage_path = self.extract, self.usage_path
+        extract, usage_path, latency_path = self.extract, self.usage_path, self.latency_path
         self.events += len(batch.messages)
         for message in batch.messages:  # (type, data, id, own_id)
             data = message[1]
-            if extract is None and usage_path is None:
+            if extract is None and usage_path is None and latency_path is None:
                 is_token = bool(data)
             else:
                 try:
@@ -102,6 +108,12 @@ class RequestProbe(StreamObserver):
                     used = get_path(obj, usage_path)
                     if isinstance(used, int) and not isinstance(used, bool):
                         self.usage = used
+                if latency_path is not None and obj is not None:
+                    sent = get_path(obj, latency_path)
+                    if isinstance(sent, (int, float)) and not isinstance(sent, bool):
+                        if self.unit_ns is None:
+                            self.unit_ns = guess_unit_ns(sent)
+                        self.latencies.append(max(0, (batch.wall_ns - int(sent * self.unit_ns)) // 1000))
                 if extract is None:
                     is_token = bool(data)
                 else:
@@ -139,7 +151,8 @@ class RequestRunner:
         loop = asyncio.get_running_loop()
         if due is not None and measured:
             m.hist["start_delay"].pending.append(max(0, int((loop.time() - due) * 1e6)))
-        probe = RequestProbe(plan.extract, plan.usage)
+        probe = RequestProbe(plan.extract, plan.usage, plan.latency_path,
+                             None if plan.latency_unit == "auto" else UNIT_NS[plan.latency_unit])
         stream = SSEStream(session, 0, plan.source.next(), plan.config, probe)
         self.in_flight += 1
         m.active += 1
@@ -176,6 +189,8 @@ class RequestRunner:
         plan, m = self.plan, self.metrics
         m.events += probe.events
         m.bytes += probe.bytes
+        if probe.latencies:
+            m.hist["latency"].pending.extend(probe.latencies)
         if probe.connect_ns is not None:
             m.connections_opened += 1
             m.hist["connect"].pending.append(probe.connect_ns // 1000)
