@@ -22,8 +22,6 @@ import sys
 import time
 from typing import Any
 
-import orjson
-
 from fanin.cli import runloop
 from fanin.cli.durations import parse_duration
 from fanin.errors import FaninError, UsageError

@@ -133,7 +133,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 if index:
                     await asyncio.sleep(p.delay(p.itl, rng))
                 if p.cut_after is not None and index >= p.cut_after:
-                    request.transport.close() if request.transport else None
+                    if request.transport is not None:
+                        request.transport.close()  # a stream cut mid-answer
                     return response
                 extra = {**usage_extra, **({"fanin_sent_ns": time.time_ns()} if p.ts else {})}
                 await write(_chunk(base, {"content": token_text(index)}, **extra))
