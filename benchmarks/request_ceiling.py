@@ -8,8 +8,7 @@ chunk with its wall clock at send (`ts=1` -> `fanin_sent_ns`). Client and server
 clock on loopback, so arrival minus stamp is the delivery latency: the network plus the time
 the token waited for the client. Each step runs U users (closed loop) for --seconds after a
 1 s warm-up, offering about U x 1000/itl tokens/s. A tool's ceiling in one round is the most
-tokens/s it measured at a step where its p99 delivery latency stayed under 1 ms (no failed
-requests). Tools run as whole processes, interleaved, with the starting tool rotating.
+tokens/s it measured at a step where its added p99 stayed under 1 ms (no failed requests). Tools run as whole processes, interleaved, with the starting tool rotating.
 
     .venv/bin/python benchmarks/request_ceiling.py [--users 1,2,5,10,20,40,80] [--runs 3]
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PEERS, PYTHON, RESULTS, fanin_command, machine, median, print_table, save_json, server_process  # noqa: E402
 
 LIMIT_MS = 1.0
-TOOLS = ("fanin", "locust")
+TOOLS = ("fanin", "locust", "floor")
 
 
 def run_fanin(urls: list[str], users: int, seconds: float) -> dict:
@@ -48,7 +47,7 @@ def run_fanin(urls: list[str], users: int, seconds: float) -> dict:
         "tokens_per_s": report["tokens"]["per_s"],
         "p50_ms": lat["p50"], "p99_ms": lat["p99"], "samples": lat["count"],
         "failed": report["requests"]["failed"],
-        "cpu_us_per_event": report["client"]["cpu_us_per_event"],
+        "cpu_us_per_token": report["client"]["cpu_seconds"] * 1e6 / max(report["tokens"]["total"], 1),
         "loop_lag_p99_ms": report["latency_ms"]["lag"]["p99"],
         "saturated": report["client"]["saturated"],
     }
@@ -68,15 +67,36 @@ def run_locust(urls: list[str], users: int, seconds: float) -> dict:
                        timeout=seconds + 60)
         result = orjson.loads(Path(out).read_bytes())
     return {"tokens_per_s": result["tokens_per_s"], "p50_ms": result["latency_ms"]["p50"],
-            "p99_ms": result["latency_ms"]["p99"], "samples": result["latency_count"], "failed": result["failed"]}
+            "p99_ms": result["latency_ms"]["p99"], "samples": result["latency_count"], "failed": result["failed"],
+            "cpu_us_per_token": result["cpu_us_per_token"]}
+
+
+def run_floor(urls: list[str], users: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "r.json")
+        cmd = [PYTHON, str(PEERS / "raw_requests_floor.py"), ",".join(urls), str(users), f"{seconds:g}", "1", out]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=seconds + 60)
+        result = orjson.loads(Path(out).read_bytes())
+    return {"tokens_per_s": result["tokens_per_s"], "p50_ms": result["latency_ms"]["p50"],
+            "p99_ms": result["latency_ms"]["p99"], "samples": result["latency_count"], "failed": 0,
+            "cpu_us_per_token": result["cpu_us_per_token"]}
+
+
+RUNNERS = {"fanin": run_fanin, "locust": run_locust, "floor": run_floor}
+
+
+def added_p99(step: dict, tool: str, run: int) -> float:
+    """The tool's p99 delivery latency above the floor's, same step, same round."""
+    return step["runs"][tool][run]["p99_ms"] - step["runs"]["floor"][run]["p99_ms"]
 
 
 def ceiling(steps: list[dict], tool: str, run: int) -> float:
-    """The most tokens/s the tool measured in one round at a step where its p99 stayed under the limit."""
+    """The most tokens/s the tool measured in one round at a step where the latency it added
+    (its p99 above the floor's) stayed under the limit, with no failed request."""
     best = 0.0
     for step in steps:
         r = step["runs"][tool][run]
-        if r["p99_ms"] is not None and r["p99_ms"] < LIMIT_MS and not r["failed"]:
+        if added_p99(step, tool, run) < LIMIT_MS and not r["failed"]:
             best = max(best, r["tokens_per_s"])
     return best
 
@@ -89,7 +109,7 @@ def chart(doc: dict, path: Path) -> None:
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, constrained_layout=True)
     offered = [s["offered"] for s in doc["steps"]]
-    for tool, style in zip(TOOLS, ("-o", "-s")):
+    for tool, style in zip(TOOLS, ("-o", "-s", ":^")):
         p99 = [median([r["p99_ms"] for r in s["runs"][tool]]) for s in doc["steps"]]
         rate = [median([r["tokens_per_s"] for r in s["runs"][tool]]) for s in doc["steps"]]
         top.plot(offered, p99, style, label=f"{tool}")
@@ -127,31 +147,34 @@ def main() -> int:
         urls = [b + query for b in bases]
         for run in range(args.runs):
             for index, step in enumerate(steps):
-                order = TOOLS if (run + index) % 2 == 0 else TOOLS[::-1]
-                for tool in order:
-                    runner = run_fanin if tool == "fanin" else run_locust
-                    result = runner(urls, step["users"], args.seconds)
+                shift = (run + index) % len(TOOLS)
+                for tool in TOOLS[shift:] + TOOLS[:shift]:
+                    result = RUNNERS[tool](urls, step["users"], args.seconds)
                     step["runs"][tool].append(result)
                     print(f"run {run + 1} users {step['users']:>4} {tool:>6}: {result['tokens_per_s']:>9,.0f} tok/s, "
                           f"p99 {result['p99_ms']} ms", file=sys.stderr)
     doc = {"machine": machine(), "itl_ms": args.itl_ms, "tokens": args.tokens, "seconds": args.seconds,
            "runs": args.runs, "servers": args.servers, "limit_ms": LIMIT_MS, "steps": steps}
-    doc["ceiling_tokens_per_s"] = {t: [ceiling(steps, t, r) for r in range(args.runs)] for t in TOOLS}
-    headers = ["offered tok/s", "users"]
-    for tool in TOOLS:
-        headers += [f"{tool} tok/s", f"{tool} p99 ms"]
+    doc["ceiling_tokens_per_s"] = {t: [ceiling(steps, t, r) for r in range(args.runs)] for t in TOOLS[:2]}
+    headers = ["offered tok/s", "users", "floor p99 ms"]
+    for tool in TOOLS[:2]:
+        headers += [f"{tool} tok/s", f"{tool} p99 ms", f"{tool} added p99 ms", f"{tool} CPU µs/token"]
     rows = []
     for s in steps:
-        row = [f"{s['offered']:,}", str(s["users"])]
-        for tool in TOOLS:
+        floors = [r["p99_ms"] for r in s["runs"]["floor"]]
+        row = [f"{s['offered']:,}", str(s["users"]), f"{min(floors):.2f}-{max(floors):.2f}"]
+        for tool in TOOLS[:2]:
             rates = [r["tokens_per_s"] for r in s["runs"][tool]]
             p99s = [r["p99_ms"] for r in s["runs"][tool]]
-            row += [f"{min(rates):,.0f}-{max(rates):,.0f}", f"{min(p99s):.2f}-{max(p99s):.2f}"]
+            added = [added_p99(s, tool, r) for r in range(args.runs)]
+            cpus = [r["cpu_us_per_token"] for r in s["runs"][tool]]
+            row += [f"{min(rates):,.0f}-{max(rates):,.0f}", f"{min(p99s):.2f}-{max(p99s):.2f}",
+                    f"{min(added):.2f}-{max(added):.2f}", f"{min(cpus):.0f}-{max(cpus):.0f}"]
         rows.append(row)
     print_table(headers, rows)
-    for tool in TOOLS:
+    for tool in TOOLS[:2]:
         values = doc["ceiling_tokens_per_s"][tool]
-        print(f"{tool}: ceiling (p99 < {LIMIT_MS:g} ms) {min(values):,.0f}-{max(values):,.0f} tokens/s "
+        print(f"{tool}: ceiling (p99 at most {LIMIT_MS:g} ms above the floor's) {min(values):,.0f}-{max(values):,.0f} tokens/s "
               f"over {args.runs} runs")
     save_json("request_ceiling", doc)
     chart(doc, RESULTS / "request_ceiling.png")

@@ -22,7 +22,7 @@ WARMUP_S = float(os.environ.get("PEER_WARMUP_S", "1"))
 BODY = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
 HEADERS = {"Content-Type": "application/json"}
 
-STATE = {"start": time.monotonic(), "tokens": 0, "requests": 0, "failed": 0, "users": 0}
+STATE = {"start": time.monotonic(), "tokens": 0, "requests": 0, "failed": 0, "users": 0, "cpu0": None}
 LATENCY = HdrHistogram(1, 3_600_000_000, 3)  # microseconds, as fanin's
 
 
@@ -43,6 +43,8 @@ class ChatUser(HttpUser):
     @task
     def chat(self) -> None:
         measured = time.monotonic() - STATE["start"] >= WARMUP_S
+        if measured and STATE["cpu0"] is None:
+            STATE["cpu0"] = (time.process_time(), STATE["tokens"])
         tokens = 0
         with self.client.post(self.url, data=BODY, headers=HEADERS, stream=True, catch_response=True,
                               name="chat") as response:
@@ -81,6 +83,8 @@ def _stop(environment, **kwargs) -> None:
         "tokens_per_s": STATE["tokens"] / measured_s,
         "latency_ms": {f"p{p}": LATENCY.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)},
         "latency_count": LATENCY.get_total_count(),
+        "cpu_us_per_token": (time.process_time() - STATE["cpu0"][0]) * 1e6 / STATE["tokens"]
+        if STATE["cpu0"] and STATE["tokens"] else None,
     }
     with open(os.environ["PEER_RESULT"], "wb") as f:
         f.write(orjson.dumps(result))

@@ -260,17 +260,27 @@ def report_table(report: dict[str, Any]) -> Table:
     summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None)
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row(
-        "connections",
-        f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
-        f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
-        f"reconnects {conns['reconnects']:,}",
-    )
-    summary.add_row(
-        "streams",
-        f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
-        f"errors after open {conns['stream_errors']:,}",
-    )
+    if "requests" in report:  # request mode: in flight, not held open
+        settings = report["settings"]
+        limit = (f"{settings['users']:,} users" if settings.get("users")
+                 else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
+        summary.add_row(
+            "connections",
+            f"peak {conns['peak_active']:,} in flight ({limit}); streams opened {conns['opened']:,}, "
+            f"failed to open {conns['failed']:,}, cut after opening {conns['stream_errors']:,}",
+        )
+    else:
+        summary.add_row(
+            "connections",
+            f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
+            f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
+            f"reconnects {conns['reconnects']:,}",
+        )
+        summary.add_row(
+            "streams",
+            f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
+            f"errors after open {conns['stream_errors']:,}",
+        )
     summary.add_row(
         "events",
         f"{events['total']:,} ({_count(events['per_s'])}/s), "
