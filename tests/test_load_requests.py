@@ -239,3 +239,55 @@ def test_sweep_without_matplotlib_says_so_and_still_reports(server, tmp_path):
     doc = json.loads(report_path.read_text())
     assert doc["chart"] is None and doc["steps"][0]["requests"]["completed"] == 3
     assert not (tmp_path / "sweep.png").exists()
+
+
+# --------------------------------------------------------------------------- the pieces
+def test_openai_server_answers_like_an_openai_endpoint(server):
+    import urllib.request
+
+    def post(path: str, body: dict) -> tuple[int, bytes]:
+        request = urllib.request.Request(server.url(path), data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    status, body = post(f"{CHAT}?itl_ms=0&ttft_ms=0", {"max_tokens": 3})
+    assert status == 200
+    answer = json.loads(body)
+    assert answer["choices"][0]["message"]["content"] == "t0 t1 t2 " and answer["usage"]["completion_tokens"] == 3
+    status, body = post(f"{CHAT}?itl_ms=fast", {"stream": True})
+    assert status == 400 and "itl_ms must be a number" in json.loads(body)["error"]["message"]
+    status, body = post(CHAT, {"stream": True, "error_rate": 2})
+    assert status == 400
+    status, body = post(CHAT, {"stream": True, "max_tokens": 2, "ttft_ms": 0, "itl_ms": 0, "jitter_ms": 3})
+    lines = [line for line in body.decode().split("\n\n") if line]
+    assert lines[0].startswith("data: ") and json.loads(lines[0][6:])["choices"][0]["delta"] == {
+        "role": "assistant", "content": ""}
+    assert [json.loads(x[6:])["choices"][0]["delta"].get("content") for x in lines[1:3]] == ["t0 ", "t1 "]
+    assert lines[-1] == "data: [DONE]" and "usage" not in json.loads(lines[-2][6:])
+
+
+def test_dataset_cycles_or_shuffles_with_the_seed(tmp_path):
+    from fanin.load.dataset import RequestSource, load_dataset
+    from fanin.stream import Request
+
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(f'{{"i": {i}}}\n' for i in range(5)))
+    items = load_dataset(str(path))
+    bases = [Request(url="http://127.0.0.1:1/a", method="POST"), Request(url="http://127.0.0.1:1/b", method="POST")]
+    plain = RequestSource(bases, items)
+    sent = [plain.next() for _ in range(10)]
+    assert [json.loads(r.body)["i"] for r in sent] == [0, 1, 2, 3, 4] * 2
+    assert [r.url[-1] for r in sent] == ["a", "b"] * 5
+    assert sent[0].headers["Content-Type"] == "application/json"
+
+    def order(seed):
+        source = RequestSource(bases, items, shuffle=True, seed=seed)
+        return [json.loads(source.next().body)["i"] for _ in range(10)]
+
+    first = order(3)
+    assert first == order(3) and sorted(first[:5]) == sorted(first[5:]) == [0, 1, 2, 3, 4]
+    assert first != [0, 1, 2, 3, 4] * 2
