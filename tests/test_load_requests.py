@@ -291,3 +291,35 @@ def test_dataset_cycles_or_shuffles_with_the_seed(tmp_path):
     first = order(3)
     assert first == order(3) and sorted(first[:5]) == sorted(first[5:]) == [0, 1, 2, 3, 4]
     assert first != [0, 1, 2, 3, 4] * 2
+
+
+def test_a_stalled_client_says_so_in_the_open_loop(server):
+    # The client's loop stalls for 0.6 s in a 2 s open-loop run at 50/s: ~30 requests fall
+    # due during the stall and start late. The report must say the client was the limit.
+    import asyncio
+    import time
+
+    from fanin.load.dataset import RequestSource
+    from fanin.load.metrics import LoadMetrics
+    from fanin.load.report import add_request_sections, build_report
+    from fanin.load.requests_mode import RequestPlan, RequestRunner
+    from fanin.stream import Request, StreamConfig
+
+    request = Request(url=server.url(f"{CHAT}?ttft_ms=5&itl_ms=5&max_tokens=3"), method="POST",
+                      body=b'{"stream": true}')
+    plan = RequestPlan(source=RequestSource([request], None), config=StreamConfig(reconnect="never", retries=0),
+                       rate=50, duration=2.0, grace=5.0)
+
+    async def run():
+        asyncio.get_running_loop().call_later(0.5, time.sleep, 0.6)
+        return await RequestRunner(plan).run()
+
+    result = asyncio.run(run())
+    metrics = LoadMetrics.merge([result["snapshot"]])
+    report = build_report(metrics, targets=[], settings={"connections": 1}, elapsed_s=result["elapsed"],
+                          window=result["window"], client=result["client"], warnings=[])
+    add_request_sections(report, metrics, measured_s=result["elapsed"], slos=[], usage_field=None)
+    assert report["requests"]["completed"] + report["requests"]["failed"] == 100
+    assert report["latency_ms"]["start_delay"]["p99"] >= 300
+    assert report["client"]["saturated"]
+    assert any("started late" in reason for reason in report["client"]["saturated_by"])

@@ -399,6 +399,11 @@ def add_request_sections(
     }
     for name in REQUEST_HISTOGRAMS:
         report["latency_ms"][name] = metrics.hist[name].summary_ms()
+    late = report["latency_ms"]["start_delay"]["p99"]
+    if late is not None and late >= SATURATION_LAG_MS:  # the open loop could not keep its schedule
+        client = report["client"]
+        client["saturated_by"].append(f"open-loop requests started late: start delay p99 {late:.0f} ms")
+        client["saturated"] = True
     return report
 
 
