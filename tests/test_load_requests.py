@@ -197,7 +197,7 @@ def test_dify_app_in_request_mode(server, tmp_path, capsys):
 def test_bad_request_mode_usage_exits_2(server, tmp_path, capsys):
     url = server.url(CHAT)
     for argv in (["-c", "2", "--request-rate", "5"], ["--slo", "ttft>5ms"], ["--slo", "ttfb<5ms"],
-                 ["--sweep", "concurrency=4,2"], ["--workers", "2"], ["--extract", ""], ["-n", "0"]):
+                 ["--sweep", "concurrency=4,2"], ["--workers", "2"], ["--extract", ""], ["-n", "0"], ["--retries", "5"]):
         code, _, out = run_load([url, *argv], tmp_path, capsys)
         assert code == 2, argv
         assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, (argv, out)

@@ -98,6 +98,9 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers != 1:
         raise UsageError("--workers is for --mode streams; one request-mode process measures "
                          "thousands of tokens per second (see the README), run more fanin processes beyond that")
+    if args.retries != 3 or args.reconnect != "error":
+        raise UsageError("--retries and --reconnect are for --mode streams: request mode sends each request "
+                         "once and counts a failure as a failed request")
     if args.ramp_up not in ("0s", "0") or args.rate is not None:
         raise UsageError("--ramp-up and --rate are for --mode streams; use -c or --request-rate")
     duration = parse_duration(args.duration, option="--duration") if args.duration is not None else None

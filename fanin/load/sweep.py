@@ -81,7 +81,8 @@ def sweep_table(doc: dict[str, Any]):
         table.add_column(col, justify="right", no_wrap=True)
     for index, step in enumerate(doc["steps"]):
         r, lat = step["requests"], step["latency_ms"]
-        mark = "yes" if step["sweep"]["passed"] else "no"
+        passed = step["sweep"]["passed"]
+        mark = "-" if passed is None else "yes" if passed else "no"
         if doc["knee"] is not None and index == doc["knee"]["index"]:
             mark += " (knee)"
         table.add_row(
