@@ -108,6 +108,20 @@ def test_open_loop_reports_requests_it_could_not_start(server, tmp_path, capsys)
     assert code == 1 and report["thresholds"][0]["actual"] >= 24
 
 
+def test_workers_split_the_load_and_merge_exactly(server, tmp_path, capsys):
+    # Two processes: closed loop, 12 requests over 4 users; open loop, 20/s for 1.5 s with the
+    # two schedules interleaved: exactly 30 due, as from one process.
+    url = server.url(f"{CHAT}?ttft_ms=10&itl_ms=10&max_tokens=5")
+    code, report, _ = run_load([url, "-c", "4", "-n", "12", "--workers", "2", *OPENAI], tmp_path, capsys)
+    assert code == 0
+    assert report["client"]["workers"] == 2 and report["settings"]["workers"] == 2
+    assert report["requests"]["completed"] == 12 and report["latency_ms"]["ttft"]["count"] == 12
+    assert report["tokens"]["total"] == 60 and report["latency_ms"]["itl"]["count"] == 48
+    code, report, _ = run_load([url, "--request-rate", "20", "-d", "1.5s", "--workers", "2", *OPENAI],
+                               tmp_path, capsys)
+    assert code == 0 and issued(report) == 30 and report["requests"]["completed"] == 30
+
+
 # --------------------------------------------------------------------------- goodput, dataset
 def test_goodput_counts_requests_meeting_every_slo(server, tmp_path, capsys):
     # The dataset alternates a fast (20 ms) and a slow (300 ms) first token: exactly half meet ttft<150ms.
@@ -197,7 +211,7 @@ def test_dify_app_in_request_mode(server, tmp_path, capsys):
 def test_bad_request_mode_usage_exits_2(server, tmp_path, capsys):
     url = server.url(CHAT)
     for argv in (["-c", "2", "--request-rate", "5"], ["--slo", "ttft>5ms"], ["--slo", "ttfb<5ms"],
-                 ["--sweep", "concurrency=4,2"], ["--workers", "2"], ["--extract", ""], ["-n", "0"], ["--retries", "5"]):
+                 ["--sweep", "concurrency=4,2"], ["--workers", "0"], ["--extract", ""], ["-n", "0"], ["--retries", "5"]):
         code, _, out = run_load([url, *argv], tmp_path, capsys)
         assert code == 2, argv
         assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, (argv, out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 import sys
 from typing import Any
@@ -95,9 +96,8 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("-n/--requests must be at least 1")
     if args.max_in_flight < 1:
         raise UsageError("--max-in-flight must be at least 1")
-    if args.workers != 1:
-        raise UsageError("--workers is for --mode streams; one request-mode process measures "
-                         "thousands of tokens per second (see the README), run more fanin processes beyond that")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     if args.retries != 3 or args.reconnect != "error":
         raise UsageError("--retries and --reconnect are for --mode streams: request mode sends each request "
                          "once and counts a failure as a failed request")
@@ -126,7 +126,9 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.method.upper() == "GET" and (args.dataset or args.data is not None or args.json_body is not None):
         args.method = "POST"  # a request body means a POST unless -X says otherwise
-    args.body_bytes, args.data = read_body(args.data), None
+    if getattr(args, "body_bytes", None) is None:  # (a --workers process gets it already read)
+        args.body_bytes = read_body(args.data)
+    args.data = None
     bases = build_requests(args)
     items = load_dataset(args.dataset) if args.dataset else None
     source_args = {"items": items, "shuffle": args.shuffle, "seed": args.seed}
@@ -156,7 +158,7 @@ def _settings(args: argparse.Namespace, checked: dict[str, Any], users: int | No
         "duration_s": checked["duration"],
         "warmup_s": checked["warmup"],
         "grace_s": checked["grace"],
-        "workers": 1,
+        "workers": args.workers,
         "method": args.method.upper(),
         "dataset": args.dataset,
         "shuffle": args.shuffle,
@@ -183,28 +185,48 @@ async def _run_plan(plan, progress) -> dict[str, Any]:
     return await runner.run()
 
 
+def _plan(args: argparse.Namespace, checked: dict[str, Any], part: dict[str, Any]):
+    from fanin.load.dataset import RequestSource
+    from fanin.load.requests_mode import RequestPlan
+
+    return RequestPlan(
+        source=RequestSource(checked["bases"], **checked["source_args"]),
+        config=checked["config"], arrival=args.arrival, duration=checked["duration"],
+        warmup=checked["warmup"], grace=checked["grace"], extract=checked["extract"], usage=checked["usage"],
+        slos=checked["slos"], latency_path=checked["latency_path"], latency_unit=args.latency_unit, **part,
+    )
+
+
+def plan_in_worker(args: argparse.Namespace, part: dict[str, Any]):
+    """A --workers process's plan: everything checked and built again from the options (the
+    body already read), then its share of the load."""
+    return _plan(args, _check(args), part)
+
+
 def run_step(args: argparse.Namespace, checked: dict[str, Any], users: int | None, rate: float | None,
              show_progress: bool) -> dict[str, Any]:
     """One request-mode run at one load; returns its full report (thresholds evaluated)."""
     from fanin.load.display import Progress
-    from fanin.load.dataset import RequestSource
     from fanin.load.metrics import LoadMetrics
     from fanin.load.report import add_request_sections, build_report, evaluate_thresholds
-    from fanin.load.requests_mode import RequestPlan
+    from fanin.load.request_workers import run_request_workers, worker_shares
 
-    plan = RequestPlan(
-        source=RequestSource(checked["bases"], **checked["source_args"]),
-        config=checked["config"], users=users, rate=rate, arrival=args.arrival, seed=args.seed,
-        max_in_flight=args.max_in_flight, limit=args.requests, duration=checked["duration"],
-        warmup=checked["warmup"], grace=checked["grace"], extract=checked["extract"], usage=checked["usage"],
-        slos=checked["slos"], latency_path=checked["latency_path"], latency_unit=args.latency_unit,
-    )
     with Progress(show_progress, checked["duration"] or 0, users or 0, requests=True) as display:
-        result = runloop.run(_run_plan(plan, display.update), streams=users or args.max_in_flight)
-    metrics = LoadMetrics.merge([result["snapshot"]])
+        if args.workers > 1:
+            parts = worker_shares(args.workers, users=users, rate=rate, limit=args.requests,
+                                  max_in_flight=args.max_in_flight, seed=args.seed)
+            ran = run_request_workers(functools.partial(plan_in_worker, args), parts, progress=display.update,
+                                      deadline_s=(checked["duration"] or 3600) + checked["grace"] + 60)
+            metrics, result = ran["metrics"], ran
+        else:
+            plan = _plan(args, checked, {"users": users, "rate": rate, "seed": args.seed,
+                                         "max_in_flight": args.max_in_flight, "limit": args.requests})
+            result = runloop.run(_run_plan(plan, display.update), streams=users or args.max_in_flight)
+            metrics = LoadMetrics.merge([result["snapshot"]])
     warnings = []
     if users is not None and metrics.peak_active < users:
-        warnings.append(f"only {metrics.peak_active} of the {users} users had a request running at once")
+        sampled = " (sampled every 100 ms across the worker processes)" if result["client"]["workers"] > 1 else ""
+        warnings.append(f"only {metrics.peak_active} of the {users} users had a request running at once{sampled}")
     if metrics.requests_not_started:
         warnings.append(f"{metrics.requests_not_started} requests were due while --max-in-flight "
                         f"{args.max_in_flight} were running and were not started")
@@ -218,6 +240,7 @@ def run_step(args: argparse.Namespace, checked: dict[str, Any], users: int | Non
         metrics, targets=[redact_url(u) for u in args.urls], settings=_settings(args, checked, users, rate),
         elapsed_s=result["elapsed"], window=result["window"], client=result["client"], warnings=warnings,
     )
+    report["settings"]["workers"] = result["client"]["workers"]
     add_request_sections(report, metrics, measured_s=result["elapsed"] - result["window"]["from_s"],
                          slos=[s.expr for s in checked["slos"]], usage_field=args.usage_field)
     report["thresholds"] = evaluate_thresholds(report, checked["thresholds"])

@@ -44,6 +44,7 @@ class RequestPlan:
     config: StreamConfig  # reconnect "never", retries 0 (see the module docstring)
     users: int | None = None  # closed loop
     rate: float | None = None  # open loop, requests per second
+    offset: float = 0.0  # open loop: the first request is due this long after the start (--workers)
     arrival: str = "constant"  # constant | poisson
     seed: int | None = None
     max_in_flight: int = 1000
@@ -255,7 +256,7 @@ class RequestRunner:
         plan = self.plan
         loop = asyncio.get_running_loop()
         rng = random.Random(plan.seed)
-        due = self.start
+        due = self.start + plan.offset
         k = 0
         while self._sending(due):
             wait = due - loop.time()
@@ -277,7 +278,7 @@ class RequestRunner:
             if plan.arrival == "poisson":
                 due += rng.expovariate(plan.rate)
             else:
-                due = self.start + k / plan.rate  # no drift from adding up rounded gaps
+                due = self.start + plan.offset + k / plan.rate  # no drift from adding up rounded gaps
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
