@@ -6,11 +6,14 @@ The built-in OpenAI-compatible server (`fanin serve`, --servers processes, reque
 over them) streams chat completions of --tokens tokens --itl-ms apart and stamps every token
 chunk with its wall clock at send (`ts=1` -> `fanin_sent_ns`). Client and server share the
 clock on loopback, so arrival minus stamp is the delivery latency: the network plus the time
-the token waited for the client. Each step runs U users (closed loop) for --seconds after a
+the token waited for the client. A floor (peers/raw_requests_floor.py: bare sockets, a byte
+search for the stamps) measures what the machine alone adds; a tool's added latency is its p99
+minus the floor's p99 in the same step and round. Each step runs U users (closed loop) for --seconds after a
 1 s warm-up, offering about U x 1000/itl tokens/s. A tool's ceiling in one round is the most
-tokens/s it measured at a step where its added p99 stayed under 1 ms (no failed requests). Tools run as whole processes, interleaved, with the starting tool rotating.
+tokens/s it measured at a step where its added p99 stayed under 1 ms (no failed requests).
+Tools run as whole processes, interleaved, with the starting tool rotating.
 
-    .venv/bin/python benchmarks/request_ceiling.py [--users 1,2,5,10,20,40,80] [--runs 3]
+    .venv/bin/python benchmarks/request_ceiling.py [--users 1,2,5,10,20,40,80,160] [--runs 3]
 
 Writes benchmarks/results/request_ceiling.json, .txt and .png."""
 

@@ -138,7 +138,8 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
     config.validate()
     return {
         "bases": bases, "source_args": source_args, "config": config, "duration": duration, "warmup": warmup,
-        "extract": extract, "usage": usage, "latency_path": latency_path, "slos": slos, "thresholds": thresholds, "sweep": sweep,
+        "extract": extract, "usage": usage, "latency_path": latency_path, "slos": slos,
+        "thresholds": thresholds, "sweep": sweep,
         "grace": parse_duration(args.grace, option="--grace"),
         "attainment": _percent(args.slo_attainment, "--slo-attainment"),
     }
