@@ -138,7 +138,7 @@ def chart(doc: dict, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", default="1,2,5,10,20,40,80")
+    parser.add_argument("--users", default="1,2,5,10,20,40,80,160")
     parser.add_argument("--itl-ms", type=float, default=10.0)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0)
