@@ -1,4 +1,6 @@
-"""`fanin load URL [URL ...]`: load-test SSE servers with many concurrent streams.
+"""`fanin load URL [URL ...]`: load-test SSE servers with many concurrent streams
+(`--mode streams`, the default), or with request-style calls measured one by one
+(`--mode requests`, see request_command.py).
 
 Opens -c streams spread over the URLs (optionally ramped up or rate-limited), holds them for
 -d, and reports connections, time to first event, inter-event gaps, end-to-end latency (from a
@@ -20,12 +22,12 @@ import sys
 import time
 from typing import Any
 
-import orjson
-
 from fanin.cli import runloop
 from fanin.cli.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
+from fanin.load.display import Progress, emit
+from fanin.load.setup import build_config, build_requests
 
 # rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
 # building the `fanin` parser never needs them.
@@ -40,8 +42,13 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", nargs="+", metavar="URL",
                         help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
     run = parser.add_argument_group("load")
-    run.add_argument("-c", "--connections", type=int, default=10, help="concurrent streams (default 10)")
-    run.add_argument("-d", "--duration", default="10s", help="how long to hold them: 30s, 2m, 500ms (default 10s)")
+    run.add_argument("--mode", choices=("streams", "requests"), default="streams",
+                     help="streams: hold -c long-lived streams (default); requests: send requests whose "
+                          "streams end, and measure each (TTFT, ITL, TPOT, goodput)")
+    run.add_argument("-c", "--connections", type=int, default=None,
+                     help="concurrent streams; in request mode, closed-loop users (default 10)")
+    run.add_argument("-d", "--duration", default=None,
+                     help="how long to run: 30s, 2m, 500ms (default 10s; request mode with -n: until done)")
     run.add_argument("--ramp-up", default="0s", help="spread the opening of the connections over this time")
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default="0s", help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates")
@@ -59,39 +66,12 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON ('-' for stdout)")
     out.add_argument("--threshold", action="append", default=[], metavar="EXPR", help="e.g. 'p99_ttfe<500ms' (repeatable)")
     out.add_argument("--no-progress", action="store_true", help="no live display (also off when stderr is not a TTY)")
+    from fanin.load.request_command import add_request_mode_arguments
+
+    add_request_mode_arguments(parser)
 
 
 # --------------------------------------------------------------------------- options
-def _build_requests(args: argparse.Namespace) -> list:
-    """One validated Request per URL, built exactly as `fanin stream` builds them."""
-    from fanin.cli.options import requests_from_args
-
-    if args.json_body is not None:
-        try:
-            orjson.loads(args.json_body)
-        except orjson.JSONDecodeError:
-            raise UsageError("--json-body is not valid JSON") from None
-    requests = requests_from_args(args)
-    for request in requests:
-        if getattr(args, "body_bytes", None) is not None:  # read once by run_load (a file or stdin)
-            request.body = args.body_bytes
-        request.validate()
-    return requests
-
-
-def _build_config(args: argparse.Namespace):
-    from fanin.stream import StreamConfig
-
-    config = StreamConfig(
-        connect_timeout=parse_duration(args.timeout, option="--timeout"),
-        idle_timeout=parse_duration(args.idle_timeout, option="--idle-timeout") if args.idle_timeout else None,
-        retries=args.retries,
-        reconnect=args.reconnect,
-    )
-    config.validate()
-    return config
-
-
 def _start_offsets(total: int, ramp_up: float, rate: float | None) -> list[float]:
     """When each global slot opens: evenly over the ramp-up, and no faster than --rate."""
     step = ramp_up / total if ramp_up > 0 else 0.0
@@ -160,13 +140,24 @@ def _settings(args: argparse.Namespace, duration: float, ramp_up: float) -> dict
     }
 
 
+def _refuse_request_options(args: argparse.Namespace) -> None:
+    """Request-mode options given without --mode requests: say so rather than ignore them."""
+    given = [flag for flag, value in (
+        ("-n/--requests", args.requests), ("--request-rate", args.request_rate), ("--dataset", args.dataset),
+        ("--extract", args.extract), ("--usage-field", args.usage_field), ("--sweep", args.sweep),
+        ("--slo", args.slo), ("--stop-on", args.stop_on), ("--chart", args.chart),
+    ) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} need --mode requests")
+
+
 # --------------------------------------------------------------------------- running
 def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], duration: float):
     from fanin.load.runner import LoadPlan
 
     return LoadPlan(
-        requests=_build_requests(args),
-        config=_build_config(args),
+        requests=build_requests(args),
+        config=build_config(args),
         slots=slots,
         start_offsets=[offsets[s] for s in slots],
         total_slots=args.connections,
@@ -206,39 +197,6 @@ def _worker_main(args: argparse.Namespace, index: int, offsets: list[float], dur
         channel.put(("crash", index, f"{exc.__class__.__name__}: {exc}"))
 
 
-class _Progress:
-    """The live display on stderr, fed cumulative metrics once a second."""
-
-    def __init__(self, enabled: bool, duration: float, target: int):
-        from rich.console import Console
-        from rich.live import Live
-
-        self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=True) if enabled else None
-        self.duration, self.target = duration, target
-        self._events, self._when = 0, time.monotonic()
-
-    def __enter__(self):
-        if self.live:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.live:
-            self.live.__exit__(*exc)
-
-    def update(self, metrics, elapsed: float) -> None:
-        from fanin.load.report import progress_table
-
-        if not self.live:
-            return
-        now = time.monotonic()
-        rate = (metrics.events - self._events) / max(now - self._when, 1e-6)
-        self._events, self._when = metrics.events, now
-        self.live.update(
-            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate)
-        )
-
-
 def _merge_windows(results: list[dict]) -> dict[str, Any]:
     return {
         "from_s": max(r["window"]["from_s"] for r in results),
@@ -247,7 +205,7 @@ def _merge_windows(results: list[dict]) -> dict[str, Any]:
     }
 
 
-def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
+def _run_single(args, offsets, duration, display: Progress) -> tuple[Any, dict, float, dict]:
     from fanin.load.metrics import LoadMetrics
 
     plan = _plan(args, list(range(args.connections)), offsets, duration)
@@ -255,7 +213,7 @@ def _run_single(args, offsets, duration, display: _Progress) -> tuple[Any, dict,
     return LoadMetrics.merge([result["snapshot"]]), result["client"], result["elapsed"], result["window"]
 
 
-def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict, float, dict]:
+def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict, float, dict]:
     from fanin.load.metrics import LoadMetrics
 
     ctx = multiprocessing.get_context("spawn")
@@ -300,6 +258,7 @@ def _run_workers(args, offsets, duration, display: _Progress) -> tuple[Any, dict
         "workers": len(clients),
         "cpu_percent_max": max(c["cpu_percent_max"] for c in clients),
         "cpu_percent_mean": round(sum(c["cpu_percent_mean"] for c in clients) / len(clients), 1),
+        "cpu_seconds": round(sum(c["cpu_seconds"] for c in clients), 3),
         "rss_bytes": sum(c["rss_bytes"] for c in clients),
         "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
         "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
@@ -312,6 +271,15 @@ def run_load(args: argparse.Namespace) -> int:
     usage raises UsageError, which `fanin`'s main turns into one line and exit 2."""
     from fanin.load.report import build_report, evaluate_thresholds, parse_threshold
 
+    if args.mode == "requests":
+        from fanin.load.request_command import run_requests
+
+        return run_requests(args)
+    _refuse_request_options(args)
+    if args.connections is None:
+        args.connections = 10
+    if args.duration is None:
+        args.duration = "10s"
     duration = parse_duration(args.duration, option="--duration")
     ramp_up = parse_duration(args.ramp_up, option="--ramp-up")
     if duration <= 0:
@@ -334,8 +302,8 @@ def run_load(args: argparse.Namespace) -> int:
     from fanin.cli.options import read_body
 
     args.body_bytes, args.data = read_body(args.data), None
-    requests = _build_requests(args)  # validate before starting anything
-    _build_config(args)
+    requests = build_requests(args)  # validate before starting anything
+    build_config(args)
     warnings = _check_reachable(args.connections, args.workers, args.urls)
     limit = _raise_fd_limit(-(-args.connections // args.workers) + FD_RESERVE)
     offsets = _start_offsets(args.connections, ramp_up, args.rate)
@@ -345,13 +313,14 @@ def run_load(args: argparse.Namespace) -> int:
         )
 
     show = not args.no_progress and sys.stderr.isatty()
-    with _Progress(show, duration, args.connections) as display:
+    with Progress(show, duration, args.connections) as display:
         runner = _run_workers if args.workers > 1 else _run_single
         metrics, client, elapsed, window = runner(args, offsets, duration, display)
     client["nofile_limit"] = limit
     if metrics.peak_active < args.connections:
+        sampled = " (sampled every 100 ms across the worker processes)" if args.workers > 1 else ""
         warnings.append(
-            f"only {metrics.peak_active} of the {args.connections} requested connections were open at once"
+            f"only {metrics.peak_active} of the {args.connections} requested connections were open at once{sampled}"
         )
     report = build_report(
         metrics,
@@ -368,7 +337,7 @@ def run_load(args: argparse.Namespace) -> int:
     nothing_connected = metrics.connections_opened == 0
     client_errors = metrics.errors.get("client", 0)
     report["passed"] = not breached and not nothing_connected and not client_errors
-    _emit(args, report)
+    emit(args, report)
     for r in breached:
         actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
         print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
@@ -379,23 +348,3 @@ def run_load(args: argparse.Namespace) -> int:
         example = next(iter(report["errors"]["examples"].values()), "no connection opened")
         print(f"fanin load: error: no connection could be opened ({example})", file=sys.stderr)
     return 0 if report["passed"] else 1
-
-
-def _emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    from fanin.load.report import report_table
-
-    blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    if args.json == "-":
-        sys.stdout.buffer.write(blob)
-        sys.stdout.flush()
-        Console(stderr=True).print(report_table(report))
-        return
-    if args.json:
-        try:
-            with open(args.json, "wb") as f:
-                f.write(blob)
-        except OSError as exc:
-            raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
-    Console().print(report_table(report))

@@ -13,11 +13,16 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram"]
+__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
+           "record_corrected", "peak_of_timelines", "ACTIVE_SAMPLE_S"]
 
 # Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
 HIGHEST_US = 3_600_000_000
 HISTOGRAMS = ("connect", "ttfe", "gap", "latency", "lag")
+# Request mode (`--mode requests`): per-request time to first token, inter-token latency, time
+# per output token, end-to-end latency, and how late the open loop started each request.
+REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay")
+ACTIVE_SAMPLE_S = 0.1  # open streams are sampled on this wall-clock grid, so workers line up
 COUNTERS = (
     "connections_opened",  # responses accepted (200 + text/event-stream)
     "connections_failed",  # attempts that failed before the stream opened
@@ -29,11 +34,51 @@ COUNTERS = (
     "bytes",
     "latency_missing",  # events without a usable --latency-field value
     "latency_negative",  # send timestamp after arrival (clock skew); recorded as 0
+    # request mode (measured requests only: started after the warm-up)
+    "requests_completed",  # streams read to their end (or --stop-on) with at least one token
+    "requests_failed",  # HTTP errors, network failures, cut streams, streams without a token
+    "requests_not_started",  # open loop: due while --max-in-flight requests were running
+    "requests_interrupted",  # still running when the grace period after the run ended
+    "requests_warmup",  # started during the warm-up: run, not measured
+    "goodput",  # completed requests that met every --slo
+    "tokens",  # output tokens (the server's usage count with --usage-field, else counted events)
+    "usage_missing",  # completed requests whose last events held no --usage-field number
 )
 
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, HIGHEST_US, 3)
+
+
+def record_corrected(pending: list[int], value_us: int, interval_us: int) -> None:
+    """Record a tick that came `value_us` late, plus the ticks that a stall swallowed.
+
+    A ticker that wakes every `interval_us` and is held up for 1 s takes one late sample, not
+    the ten it missed, so a rare long stall vanishes from the percentiles (coordinated
+    omission). Like HdrHistogram's corrected recording, credit each missed tick with the lag
+    it would have seen: value, value - interval, ... while above the interval."""
+    pending.append(value_us)
+    value_us -= interval_us
+    while value_us >= interval_us:
+        pending.append(value_us)
+        value_us -= interval_us
+
+
+def peak_of_timelines(timelines: list[dict[int, int]]) -> int:
+    """The most streams open at one sampled instant across processes.
+
+    Each timeline maps a wall-clock sample slot to the streams one process had open then; a
+    process missing a slot (its ticker ran late) counts with its previous sample. Summing
+    each process's own peak would be an upper bound, reached only if all peaked at once."""
+    slots = sorted({slot for timeline in timelines for slot in timeline})
+    last = [0] * len(timelines)
+    peak = 0
+    for slot in slots:
+        for i, timeline in enumerate(timelines):
+            if slot in timeline:
+                last[i] = timeline[slot]
+        peak = max(peak, sum(last))
+    return peak
 
 
 class Recorder:
@@ -136,9 +181,14 @@ class LoadMetrics:
             setattr(self, name, 0)
         self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
         self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
-        self.hist: dict[str, Recorder] = {name: Recorder() for name in HISTOGRAMS}
+        self.hist: dict[str, Recorder] = {name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS)}
         self.active = 0  # streams open right now
-        self.peak_active = 0
+        self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
+        self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
+
+    def sample_active(self, wall_s: float) -> None:
+        """Note how many streams are open now, on the shared wall-clock grid (see merge)."""
+        self.active_timeline[int(wall_s / ACTIVE_SAMPLE_S)] = self.active
 
     def flush(self) -> None:
         for rec in self.hist.values():
@@ -157,12 +207,14 @@ class LoadMetrics:
             "hist": {name: rec.hist.encode() for name, rec in self.hist.items()},
             "active": self.active,
             "peak_active": self.peak_active,
+            "active_timeline": dict(self.active_timeline),
         }
 
     @classmethod
     def merge(cls, snapshots: list[dict[str, Any]]) -> "LoadMetrics":
         """One LoadMetrics from the snapshots of several workers (histograms added exactly)."""
         merged = cls()
+        timelines = []
         for snap in snapshots:
             for name, value in snap["counters"].items():
                 setattr(merged, name, getattr(merged, name) + value)
@@ -172,5 +224,18 @@ class LoadMetrics:
             for name, blob in snap["hist"].items():
                 merged.hist[name].hist.decode_and_add(blob)
             merged.active += snap["active"]
-            merged.peak_active += snap["peak_active"]
+            timelines.append(snap.get("active_timeline") or {})
+        if len(snapshots) == 1:
+            merged.peak_active = snapshots[0]["peak_active"]  # exact: counted on every open
+            merged.active_timeline = dict(timelines[0])
+        elif snapshots:
+            # Never more than the sum of the processes' own peaks (the old, upper-bound answer);
+            # a snapshot without samples (an older producer) can only add its own peak.
+            sampled = [t for t in timelines if t]
+            unsampled = sum(snap["peak_active"] for snap, t in zip(snapshots, timelines) if not t)
+            bound = sum(snap["peak_active"] for snap in snapshots)
+            merged.peak_active = min(peak_of_timelines(sampled) + unsampled, bound)
+            for timeline in timelines:
+                for slot, n in timeline.items():
+                    merged.active_timeline[slot] = merged.active_timeline.get(slot, 0) + n
         return merged

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.load.metrics import HISTOGRAMS, LoadMetrics
+from fanin.load.metrics import HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
 
 __all__ = [
     "Threshold",
@@ -22,6 +22,8 @@ __all__ = [
     "evaluate_thresholds",
     "report_table",
     "progress_table",
+    "add_request_sections",
+    "request_progress_table",
     "SATURATION_LAG_MS",
     "SATURATION_CPU_PERCENT",
 ]
@@ -37,6 +39,11 @@ HIST_LABELS = {
     "gap": "event gap",
     "latency": "e2e latency",
     "lag": "client lag",
+    "ttft": "ttft (1st token)",
+    "itl": "itl (token gap)",
+    "tpot": "tpot",
+    "e2e": "e2e (request)",
+    "start_delay": "start delay",
 }
 _STATS = ("p50", "p90", "p95", "p99", "max", "mean")
 _THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
@@ -64,8 +71,19 @@ COUNT_METRICS = (
     "active_at_end",
     "peak_active",
     "rss_per_stream_kib",
+    "cpu_us_per_event",
+    # request mode (no data in streams mode: a threshold on them then fails, never passes silently)
+    "requests_completed",
+    "requests_failed",
+    "not_started",
+    "requests_per_s",
+    "goodput",
+    "goodput_per_s",
+    "goodput_ratio",
+    "tokens",
+    "tokens_per_s",
 )
-TIME_METRICS = tuple(f"{stat}_{name}" for name in HISTOGRAMS for stat in _STATS)
+TIME_METRICS = tuple(f"{stat}_{name}" for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS) for stat in _STATS)
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,7 @@ def parse_threshold(expr: str) -> Threshold:
     else:
         raise UsageError(
             f"--threshold: unknown metric {metric!r}; use p50|p90|p95|p99|max|mean_"
-            f"connect|ttfe|gap|latency|lag or one of {', '.join(COUNT_METRICS)}"
+            f"connect|ttfe|gap|latency|lag|ttft|itl|tpot|e2e|start_delay or one of {', '.join(COUNT_METRICS)}"
         )
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
 
@@ -101,10 +119,10 @@ def parse_threshold(expr: str) -> Threshold:
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
     """The names --threshold understands, from a built report."""
     flat: dict[str, float | None] = {}
-    for name in HISTOGRAMS:
-        stats = report["latency_ms"][name]
+    for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS):
+        stats = report["latency_ms"].get(name, {})
         for stat in _STATS:
-            flat[f"{stat}_{name}"] = stats[stat]
+            flat[f"{stat}_{name}"] = stats.get(stat)
     conns, events = report["connections"], report["events"]
     flat.update(
         events=events["total"],
@@ -122,7 +140,21 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
         active_at_end=conns["active_at_end"],
         peak_active=conns["peak_active"],
         rss_per_stream_kib=report["client"]["rss_per_stream_kib"],
+        cpu_us_per_event=report["client"].get("cpu_us_per_event"),
     )
+    requests, tokens = report.get("requests"), report.get("tokens")
+    if requests is not None:
+        flat.update(
+            requests_completed=requests["completed"],
+            requests_failed=requests["failed"],
+            not_started=requests["not_started"],
+            requests_per_s=requests["per_s"],
+            goodput=requests["goodput"],
+            goodput_per_s=requests["goodput_per_s"],
+            goodput_ratio=requests["goodput_ratio"],
+            tokens=tokens["total"],
+            tokens_per_s=tokens["per_s"],
+        )
     return flat
 
 
@@ -162,6 +194,9 @@ def build_report(
     if client.get("cpu_percent_max", 0) >= SATURATION_CPU_PERCENT:
         saturated_by.append(f"a client process used {client['cpu_percent_max']:.0f}% of a core")
     active_at_end = metrics.active
+    cpu_seconds = client.get("cpu_seconds")
+    per_event = cpu_seconds / window["events"] * 1e6 if cpu_seconds is not None and window["events"] else None
+    client = {**client, "cpu_us_per_event": round(per_event, 2) if per_event is not None else None}
     rss_growth = client.get("rss_growth_bytes")
     per_stream = rss_growth / active_at_end if rss_growth is not None and active_at_end else None
     return {
@@ -225,17 +260,27 @@ def report_table(report: dict[str, Any]) -> Table:
     summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None)
     summary.add_column(style="bold")
     summary.add_column()
-    summary.add_row(
-        "connections",
-        f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
-        f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
-        f"reconnects {conns['reconnects']:,}",
-    )
-    summary.add_row(
-        "streams",
-        f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
-        f"errors after open {conns['stream_errors']:,}",
-    )
+    if "requests" in report:  # request mode: in flight, not held open
+        settings = report["settings"]
+        limit = (f"{settings['users']:,} users" if settings.get("users")
+                 else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
+        summary.add_row(
+            "connections",
+            f"peak {conns['peak_active']:,} in flight ({limit}); streams opened {conns['opened']:,}, "
+            f"failed to open {conns['failed']:,}, cut after opening {conns['stream_errors']:,}",
+        )
+    else:
+        summary.add_row(
+            "connections",
+            f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
+            f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
+            f"reconnects {conns['reconnects']:,}",
+        )
+        summary.add_row(
+            "streams",
+            f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
+            f"errors after open {conns['stream_errors']:,}",
+        )
     summary.add_row(
         "events",
         f"{events['total']:,} ({_count(events['per_s'])}/s), "
@@ -246,6 +291,22 @@ def report_table(report: dict[str, Any]) -> Table:
             else ""
         ),
     )
+    requests = report.get("requests")
+    if requests is not None:
+        tokens = report["tokens"]
+        summary.add_row(
+            "requests",
+            f"completed {requests['completed']:,} ({_count(requests['per_s'])}/s), failed {requests['failed']:,}, "
+            f"not started {requests['not_started']:,}, interrupted {requests['interrupted']:,}"
+            + (f", warm-up {requests['warmup']:,}" if requests["warmup"] else ""),
+        )
+        if requests["slos"]:
+            summary.add_row(
+                "goodput",
+                f"{requests['goodput']:,} ({_count(requests['goodput_per_s'])}/s, "
+                f"{100 * requests['goodput_ratio']:.1f}% of requests) met {' and '.join(requests['slos'])}",
+            )
+        summary.add_row("tokens", f"{tokens['total']:,} ({_count(tokens['per_s'])}/s; counted from {tokens['source']})")
     by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
     summary.add_row("errors", f"{errors['total']:,} ({by_kind})")
     rss = client.get("rss_per_stream_kib")
@@ -254,6 +315,7 @@ def report_table(report: dict[str, Any]) -> Table:
         f"{client.get('workers', 1)} process(es), cpu max {client.get('cpu_percent_max', 0):.0f}%, "
         f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
         + (f", {rss:.1f} KiB per stream" if rss is not None else "")
+        + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
         + (" - SATURATED: " + "; ".join(client["saturated_by"]) if client["saturated"] else ""),
     )
     percentiles = Table(show_edge=False)
@@ -261,6 +323,8 @@ def report_table(report: dict[str, Any]) -> Table:
     for col in ("count", "p50", "p90", "p95", "p99", "max"):
         percentiles.add_column(col, justify="right")
     for name, stats in report["latency_ms"].items():
+        if "requests" in report and not stats["count"] and name not in ("ttft", "itl", "tpot", "e2e"):
+            continue  # request mode: leave out what it does not measure (gap, latency, ...)
         percentiles.add_row(
             HIST_LABELS[name],
             f"{stats['count']:,}",
@@ -275,7 +339,7 @@ def report_table(report: dict[str, Any]) -> Table:
         mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
         actual = result["actual"]
         shown = "no data" if actual is None else f"{actual:,.3f}".rstrip("0").rstrip(".")
-        if actual is not None and result["metric"].partition("_")[2] in HISTOGRAMS:
+        if actual is not None and result["metric"].partition("_")[2] in (*HISTOGRAMS, *REQUEST_HISTOGRAMS):
             shown += " ms"
         outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
     return outer
@@ -298,6 +362,66 @@ def progress_table(
         _ms(metrics.hist["gap"].percentile_ms(99)),
         _ms(metrics.hist["latency"].percentile_ms(99)),
         Text(f"{errors:,}", style="red" if errors else ""),
+        _ms(metrics.hist["lag"].percentile_ms(99)),
+    )
+    return table
+
+
+def add_request_sections(
+    report: dict[str, Any], metrics: LoadMetrics, *, measured_s: float, slos: list[str], usage_field: str | None
+) -> dict[str, Any]:
+    """Request mode: the `requests` and `tokens` sections, and ttft/itl/tpot/e2e (plus the
+    open loop's start_delay) under `latency_ms`. Rates cover the time after the warm-up."""
+    measured_s = max(measured_s, 1e-9)
+    issued = (metrics.requests_completed + metrics.requests_failed + metrics.requests_not_started
+              + metrics.requests_interrupted)
+    report["requests"] = {
+        "completed": metrics.requests_completed,
+        "failed": metrics.requests_failed,
+        "not_started": metrics.requests_not_started,
+        "interrupted": metrics.requests_interrupted,
+        "warmup": metrics.requests_warmup,
+        "per_s": round(metrics.requests_completed / measured_s, 3),
+        "goodput": metrics.goodput,
+        "goodput_per_s": round(metrics.goodput / measured_s, 3),
+        "goodput_ratio": round(metrics.goodput / issued, 4) if issued else 0.0,
+        "slos": slos,
+        "measured_s": round(measured_s, 3),
+    }
+    report["tokens"] = {
+        "total": metrics.tokens,
+        "per_s": round(metrics.tokens / measured_s, 1),
+        "per_request_mean": round(metrics.tokens / metrics.requests_completed, 2) if metrics.requests_completed else None,
+        "events_per_request_mean": round(metrics.events / (metrics.requests_completed + metrics.requests_failed), 2)
+        if metrics.requests_completed + metrics.requests_failed else None,
+        "source": f"usage field {usage_field}" if usage_field else "events",
+        "usage_missing": metrics.usage_missing,
+    }
+    for name in REQUEST_HISTOGRAMS:
+        report["latency_ms"][name] = metrics.hist[name].summary_ms()
+    late = report["latency_ms"]["start_delay"]["p99"]
+    if late is not None and late >= SATURATION_LAG_MS:  # the open loop could not keep its schedule
+        client = report["client"]
+        client["saturated_by"].append(f"open-loop requests started late: start delay p99 {late:.0f} ms")
+        client["saturated"] = True
+    return report
+
+
+def request_progress_table(metrics: LoadMetrics, *, elapsed: float, duration: float | None) -> Table:
+    """The once-a-second live line in request mode."""
+    table = Table(show_edge=False, box=None, padding=(0, 2))
+    for col in ("elapsed", "in flight", "completed", "failed", "not started", "p99 ttft", "p99 itl", "p99 e2e",
+                "loop lag p99"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{elapsed:.0f}/{duration:.0f} s" if duration else f"{elapsed:.0f} s",
+        f"{metrics.active:,}",
+        f"{metrics.requests_completed:,}",
+        Text(f"{metrics.requests_failed:,}", style="red" if metrics.requests_failed else ""),
+        f"{metrics.requests_not_started:,}",
+        _ms(metrics.hist["ttft"].percentile_ms(99)),
+        _ms(metrics.hist["itl"].percentile_ms(99)),
+        _ms(metrics.hist["e2e"].percentile_ms(99)),
         _ms(metrics.hist["lag"].percentile_ms(99)),
     )
     return table

@@ -19,10 +19,10 @@ import aiohttp
 import orjson
 
 from fanin.extract import get_path
-from fanin.load.metrics import LoadMetrics
+from fanin.load.metrics import LoadMetrics, record_corrected
 from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
 
-__all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS"]
+__all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS", "TICK_S", "rss_bytes", "make_load_session"]
 
 UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 TICK_S = 0.1
@@ -70,6 +70,7 @@ class LoadPlan:
     latency_path: tuple[str, ...] | None = None
     latency_unit: str = "auto"
     warmup: float = 0.0  # seconds: gap/latency/lag histograms and rates start after this
+    tick_s: float = TICK_S  # event-loop lag probe interval
 
 
 class LoadObserver(StreamObserver):
@@ -229,13 +230,16 @@ class LoadRunner:
     async def _ticker(self, start: float) -> None:
         loop = asyncio.get_running_loop()
         lag = self.metrics.hist["lag"].pending
+        tick = self.plan.tick_s
+        tick_us = int(tick * 1e6)
         next_second = start + 1.0
         cpu_prev, wall_prev = time.process_time(), time.monotonic()
         while True:
             before = loop.time()
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(tick)
             now = loop.time()
-            lag.append(max(0, int((now - before - TICK_S) * 1e6)))
+            record_corrected(lag, max(0, int((now - before - tick) * 1e6)), tick_us)
+            self.metrics.sample_active(time.time())
             if self.plan.warmup and not self.window["from_s"] and now - start >= self.plan.warmup:
                 self._end_warmup(now - start)
             if now >= next_second:
@@ -262,6 +266,7 @@ class LoadRunner:
             m.hist[name].hist.reset()
         self.window = {"from_s": elapsed, "events": m.events, "bytes": m.bytes}
         self.cpu_percents.clear()
+        self._cpu_start = time.process_time()
 
     async def run(self) -> dict[str, Any]:
         plan = self.plan
@@ -269,6 +274,7 @@ class LoadRunner:
         session = make_load_session()
         try:
             rss_base = rss_bytes()
+            self._cpu_start = time.process_time()
             start = loop.time()
             tasks = [
                 asyncio.create_task(self._slot(session, slot, delay))
@@ -280,6 +286,7 @@ class LoadRunner:
             except TimeoutError:
                 pass
             elapsed = loop.time() - start
+            cpu_seconds = time.process_time() - self._cpu_start
             # Freeze before teardown so closing connections is not counted as errors.
             self.observer.frozen = True
             self.stopping = True
@@ -295,6 +302,7 @@ class LoadRunner:
             "workers": 1,
             "cpu_percent_max": round(max(cpu), 1),
             "cpu_percent_mean": round(sum(cpu) / len(cpu), 1),
+            "cpu_seconds": round(cpu_seconds, 3),  # in the measured window (after --warmup)
             "rss_bytes": rss_end,
             "rss_baseline_bytes": rss_base,
             "rss_growth_bytes": max(0, rss_end - rss_base),

@@ -1,5 +1,5 @@
 """The built-in SSE server as one aiohttp application: the generic endpoints plus the
-Dify-like app API. Run it with `fanin serve`, in-process with `start_server()`, or from
+Dify-like app API and an OpenAI-compatible chat completions endpoint. Run it with `fanin serve`, in-process with `start_server()`, or from
 synchronous code (pytest) with `ServerThread`."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .dify import add_dify_routes
 from .generic import add_generic_routes
+from .openai import add_openai_routes
 from .params import PARAM_NAMES, StreamParams
 from .stats import STATS_KEY, STREAM_TASKS, ServerStats, count_requests
 
@@ -41,6 +42,7 @@ def build_app(**defaults: Any) -> web.Application:
     app.on_shutdown.append(_cancel_open_streams)
     add_generic_routes(app, as_text)
     add_dify_routes(app)
+    add_openai_routes(app)
     return app
 
 

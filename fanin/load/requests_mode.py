@@ -1,0 +1,367 @@
+"""`fanin load --mode requests`: one process sending request-style SSE calls (an LLM's chat
+completion, a Dify app's chat-messages) and measuring each one.
+
+Each request is sent once, its stream read to the end (or `--stop-on`), and measured: time to
+first token, the gaps between tokens, time per output token, end-to-end latency. It is never
+re-sent (a failure is a failed request, counted by kind), since a resent POST would run the
+remote model twice and measure something else.
+
+Load models, as in k6 and GuideLLM:
+- closed loop: `users` each send their next request when the last one ends;
+- open loop: requests become due at `rate` per second (constant spacing, or Poisson with a
+  seeded generator). A due request starts unless `max_in_flight` are running; then it is
+  counted as not started (never queued, never hidden), and the schedule never catches up.
+How late the open loop started each request (client scheduling slip) is kept in `start_delay`.
+
+Requests started during the warm-up are run but not measured. After the sending phase ends
+(`limit` measured requests issued, or `duration` reached), running requests get `grace` to
+finish; the rest are cancelled and counted as interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from fanin.extract import get_path
+from fanin.load.dataset import RequestSource
+from fanin.load.metrics import LoadMetrics, record_corrected
+from fanin.load.runner import TICK_S, UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
+from fanin.load.slo import RequestTimes, Slo, meets_all
+from fanin.stream import SSEStream, StreamConfig, StreamObserver
+
+__all__ = ["RequestPlan", "RequestProbe", "RequestRunner"]
+
+
+@dataclass
+class RequestPlan:
+    source: RequestSource
+    config: StreamConfig  # reconnect "never", retries 0 (see the module docstring)
+    users: int | None = None  # closed loop
+    rate: float | None = None  # open loop, requests per second
+    offset: float = 0.0  # open loop: the first request is due this long after the start (--workers)
+    arrival: str = "constant"  # constant | poisson
+    seed: int | None = None
+    max_in_flight: int = 1000
+    limit: int | None = None  # measured requests to issue
+    duration: float | None = None  # seconds of sending (warm-up included)
+    warmup: float = 0.0
+    grace: float = 30.0
+    extract: tuple[str, ...] | None = None
+    usage: tuple[str, ...] | None = None
+    slos: list[Slo] = field(default_factory=list)
+    tick_s: float = TICK_S
+    latency_path: tuple[str, ...] | None = None  # a send timestamp in each event's JSON
+    latency_unit: str = "auto"
+
+
+class RequestProbe(StreamObserver):
+    """Everything measured about one request: the engine's hooks plus its delivered batches."""
+
+    __slots__ = ("extract", "usage_path", "start_ns", "first_event_ns", "first_ns", "last_ns", "tokens",
+                 "events", "bytes", "gaps", "usage", "failure", "connect_ns", "latency_path", "unit_ns", "latencies")
+
+    def __init__(self, extract: tuple[str, ...] | None, usage_path: tuple[str, ...] | None,
+                 latency_path: tuple[str, ...] | None = None, unit_ns: float | None = None) -> None:
+        self.extract = extract
+        self.usage_path = usage_path
+        self.latency_path = latency_path
+        self.unit_ns = unit_ns  # None: judged from the first value (auto)
+        self.latencies: list[int] = []  # arrival wall clock - the event's send stamp, µs
+        self.start_ns = time.monotonic_ns()
+        self.first_event_ns = self.first_ns = self.last_ns = 0
+        self.tokens = self.events = self.bytes = 0
+        self.gaps: list[int] = []  # microseconds between consecutive tokens
+        self.usage: int | None = None
+        self.failure: tuple[str, str] | None = None
+        self.connect_ns: int | None = None
+
+    def on_connect(self, source: int, connect_ns: int) -> None:
+        self.connect_ns = connect_ns
+
+    def on_bytes(self, source: int, n: int) -> None:
+        self.bytes += n
+
+    def on_failure(self, source: int, kind: str, message: str) -> None:
+        self.failure = (kind, message)
+
+    async def deliver(self, batch) -> None:
+        arrival = batch.arrival_ns
+        if not self.first_event_ns:
+            self.first_event_ns = arrival
+        extract, usage_path, latency_path = self.extract, self.usage_path, self.latency_path
+        self.events += len(batch.messages)
+        for message in batch.messages:  # (type, data, id, own_id)
+            data = message[1]
+            if extract is None and usage_path is None and latency_path is None:
+                is_token = bool(data)
+            else:
+                try:
+                    obj = orjson.loads(data)
+                except orjson.JSONDecodeError:  # [DONE], pings, plain text
+                    obj = None
+                if usage_path is not None and obj is not None:
+                    used = get_path(obj, usage_path)
+                    if isinstance(used, int) and not isinstance(used, bool):
+                        self.usage = used
+                if latency_path is not None and obj is not None:
+                    sent = get_path(obj, latency_path)
+                    if isinstance(sent, (int, float)) and not isinstance(sent, bool):
+                        if self.unit_ns is None:
+                            self.unit_ns = guess_unit_ns(sent)
+                        self.latencies.append(max(0, (batch.wall_ns - int(sent * self.unit_ns)) // 1000))
+                if extract is None:
+                    is_token = bool(data)
+                else:
+                    value = get_path(obj, extract) if obj is not None else None
+                    is_token = isinstance(value, str) and value != ""
+            if is_token:
+                if self.tokens:
+                    self.gaps.append((arrival - self.last_ns) // 1000)
+                else:
+                    self.first_ns = arrival
+                self.last_ns = arrival
+                self.tokens += 1
+
+
+class RequestRunner:
+    """Runs a RequestPlan to its end and returns a result dict like LoadRunner's."""
+
+    def __init__(self, plan: RequestPlan, progress: Callable[[LoadMetrics, float], None] | None = None) -> None:
+        self.plan = plan
+        self.progress = progress
+        self.metrics = LoadMetrics()
+        self.in_flight = 0
+        self.issued = 0  # measured requests issued (open loop: due, started or not)
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.cpu_percents: list[float] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ one request
+    async def _one(self, session, measured: bool, due: float | None) -> None:
+        plan, m = self.plan, self.metrics
+        loop = asyncio.get_running_loop()
+        if due is not None and measured:
+            m.hist["start_delay"].pending.append(max(0, int((loop.time() - due) * 1e6)))
+        probe = RequestProbe(plan.extract, plan.usage, plan.latency_path,
+                             None if plan.latency_unit == "auto" else UNIT_NS[plan.latency_unit])
+        stream = SSEStream(session, 0, plan.source.next(), plan.config, probe)
+        self.in_flight += 1
+        m.active += 1
+        if m.active > m.peak_active:
+            m.peak_active = m.active
+        probe.start_ns = time.monotonic_ns()
+        try:
+            report = await stream.run(probe.deliver)
+            status, error = report.status, report.error
+        except asyncio.CancelledError:
+            if measured:
+                m.requests_interrupted += 1
+            raise
+        except Exception as exc:  # a bug, not a server fault: count it, never lose it
+            status, error = "failed", f"load client error: {exc.__class__.__name__}: {exc}"
+            probe.failure = ("client", error)
+        finally:
+            self.in_flight -= 1
+            m.active -= 1
+        end_ns = time.monotonic_ns()
+        if not measured:
+            m.requests_warmup += 1
+            return
+        self._record(probe, status, error, end_ns)
+
+    def _fail(self, kind: str, message: str | None) -> None:
+        m = self.metrics
+        m.requests_failed += 1
+        m.errors[kind] += 1
+        if kind not in m.error_examples:
+            m.error_examples[kind] = message or kind
+
+    def _record(self, probe: RequestProbe, status: str, error: str | None, end_ns: int) -> None:
+        plan, m = self.plan, self.metrics
+        m.events += probe.events
+        m.bytes += probe.bytes
+        if probe.latencies:
+            m.hist["latency"].pending.extend(probe.latencies)
+        if probe.connect_ns is not None:
+            m.connections_opened += 1
+            m.hist["connect"].pending.append(probe.connect_ns // 1000)
+        elif status != "completed" or probe.failure:
+            m.connections_failed += 1
+        if probe.first_event_ns:
+            m.hist["ttfe"].pending.append((probe.first_event_ns - probe.start_ns) // 1000)
+        if status != "completed":
+            kind, message = probe.failure or ("other", error)
+            if probe.connect_ns is not None:
+                m.stream_errors += 1
+            self._fail(kind, message)
+            return
+        if not probe.tokens:
+            self._fail("no_tokens", f"the stream ended without a token ({probe.events} events"
+                       + (f", none with text at {'.'.join(plan.extract)})" if plan.extract else ")"))
+            return
+        tokens = probe.tokens
+        if plan.usage is not None:
+            if probe.usage is None:
+                m.usage_missing += 1
+            else:
+                tokens = probe.usage
+        ttft = (probe.first_ns - probe.start_ns) // 1000
+        e2e = (end_ns - probe.start_ns) // 1000
+        tpot = (e2e - ttft) / (tokens - 1) if tokens > 1 else None
+        m.hist["ttft"].pending.append(ttft)
+        m.hist["e2e"].pending.append(e2e)
+        if tpot is not None:
+            m.hist["tpot"].pending.append(int(tpot))
+        m.hist["itl"].pending.extend(probe.gaps)
+        m.tokens += tokens
+        m.requests_completed += 1
+        if meets_all(plan.slos, RequestTimes(ttft, e2e, tpot, probe.gaps)):
+            m.goodput += 1
+
+    def _spawn(self, session, measured: bool, due: float | None) -> None:
+        task = asyncio.create_task(self._one(session, measured, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ load models
+    def _sending(self, now: float) -> bool:
+        if self.stopping or self._stop.is_set():
+            return False
+        if self.deadline is not None and now >= self.deadline:
+            return False
+        return self.plan.limit is None or self.issued < self.plan.limit
+
+    async def _user(self, session) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if not self._sending(now):
+                return
+            measured = now >= self.warm_end
+            if measured:
+                self.issued += 1
+            await self._one(session, measured, None)
+
+    async def _schedule(self, session) -> None:
+        plan = self.plan
+        loop = asyncio.get_running_loop()
+        rng = random.Random(plan.seed)
+        due = self.start + plan.offset
+        k = 0
+        while self._sending(due):
+            wait = due - loop.time()
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                    return
+                except TimeoutError:
+                    pass
+            measured = due >= self.warm_end
+            if measured:
+                self.issued += 1
+            if self.in_flight >= plan.max_in_flight:
+                if measured:
+                    self.metrics.requests_not_started += 1
+            else:
+                self._spawn(session, measured, due)
+            k += 1
+            if plan.arrival == "poisson":
+                due += rng.expovariate(plan.rate)
+            else:
+                due = self.start + plan.offset + k / plan.rate  # no drift from adding up rounded gaps
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        lag = self.metrics.hist["lag"].pending
+        tick = self.plan.tick_s
+        tick_us = int(tick * 1e6)
+        next_second = self.start + 1.0
+        cpu_prev, wall_prev = time.process_time(), time.monotonic()
+        warm = self.plan.warmup <= 0
+        while True:
+            before = loop.time()
+            await asyncio.sleep(tick)
+            now = loop.time()
+            lateness = max(0, int((now - before - tick) * 1e6))
+            if now >= self.warm_end:
+                if not warm:  # the measured window starts: lag and CPU from here on
+                    warm = True
+                    self.cpu_start = time.process_time()
+                    self.cpu_percents.clear()
+                else:
+                    record_corrected(lag, lateness, tick_us)
+            self.metrics.sample_active(time.time())
+            if now >= next_second:
+                next_second = max(next_second + 1.0, now + 0.5)
+                cpu, wall = time.process_time(), time.monotonic()
+                if warm:
+                    self.cpu_percents.append(100 * (cpu - cpu_prev) / max(wall - wall_prev, 1e-9))
+                cpu_prev, wall_prev = cpu, wall
+                if self.progress is not None:
+                    self.metrics.flush()
+                    self.progress(self.metrics, now - self.start)
+
+    async def run(self) -> dict[str, Any]:
+        plan = self.plan
+        loop = asyncio.get_running_loop()
+        session = make_load_session()
+        gc.freeze()  # the imports and the prepared requests: out of every GC pass
+        try:
+            rss_base = rss_bytes()
+            self.start = loop.time()
+            self.warm_end = self.start + plan.warmup
+            self.deadline = self.start + plan.duration if plan.duration else None
+            self.cpu_start = time.process_time()
+            ticker = asyncio.create_task(self._ticker())
+            if plan.users:
+                senders = [asyncio.create_task(self._user(session)) for _ in range(plan.users)]
+            else:
+                senders = [asyncio.create_task(self._schedule(session))]
+            stop_wait = asyncio.create_task(self._stop.wait())
+            all_sent = asyncio.ensure_future(asyncio.wait(senders))
+            timeout = None if self.deadline is None else plan.duration + 0.05
+            await asyncio.wait([all_sent, stop_wait], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            # Closed-loop users finish their current request; in the open loop the running ones.
+            self.stopping = True
+            running = [t for t in senders if not t.done()] + list(self._tasks)
+            if running:
+                await asyncio.wait(running, timeout=plan.grace)
+            still = [t for t in senders if not t.done()] + list(self._tasks)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=15)
+            stop_wait.cancel()
+            all_sent.cancel()
+            end = loop.time()
+            cpu_seconds = time.process_time() - self.cpu_start
+            rss_end = rss_bytes()
+            ticker.cancel()
+            await asyncio.wait([ticker, stop_wait, all_sent], timeout=5)
+        finally:
+            await session.close()
+            gc.unfreeze()
+        cpu = self.cpu_percents or [0.0]
+        m = self.metrics
+        client = {
+            "workers": 1,
+            "cpu_percent_max": round(max(cpu), 1),
+            "cpu_percent_mean": round(sum(cpu) / len(cpu), 1),
+            "cpu_seconds": round(cpu_seconds, 3),
+            "rss_bytes": rss_end,
+            "rss_baseline_bytes": rss_base,
+            "rss_growth_bytes": max(0, rss_end - rss_base),
+        }
+        elapsed = end - self.start
+        window = {"from_s": round(min(plan.warmup, elapsed), 3), "events": m.events, "bytes": m.bytes}
+        return {"snapshot": m.snapshot(), "client": client, "elapsed": elapsed, "window": window}
