@@ -32,9 +32,14 @@ MIN_SECRET = 3  # shorter values are not secrets anyone could rely on, and maski
 _SECRET_NAME = re.compile(r"(?i)(auth|key|token|secret|passw|pwd|cookie|session|sig|credential)")
 
 
+# Names that match the pattern above but hold counts, not credentials (LLM APIs' max_tokens,
+# max_new_tokens, num_tokens...): masking them would hide a load test's own settings.
+_COUNT_NAME = re.compile(r"(?i)^[a-z_]*tokens$")
+
+
 def is_secret_name(name: str) -> bool:
     """True for a header name or query key whose value is a credential."""
-    return bool(_SECRET_NAME.search(name))
+    return bool(_SECRET_NAME.search(name)) and not _COUNT_NAME.match(name)
 
 
 # RFC 3986 appendix B: splits any string (it never fails), so a URL too broken for a URL

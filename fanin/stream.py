@@ -39,7 +39,18 @@ __all__ = [
     "AUTH_TYPES",
 ]
 
-MISSING: Any = object()
+class _Missing:
+    """The 'no JSON body' marker. Pickled by name, so a request sent to a `--workers`
+    process still has no JSON body there (a plain object() would arrive as a new object)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 READ_SIZE = 65536  # bytes per read: bounds one batch (and so the merger's memory per source)
 RECONNECT_MODES = ("error", "always", "never")
 AUTH_TYPES = ("none", "bearer", "api_key")

@@ -90,3 +90,15 @@ async def test_a_fanin_runs_once_and_says_so_when_iterated_again(sse_server):
                 [item async for item in items]
         assert "already run" in str(info.value) and "new FanIn" in str(info.value)
     assert fan.summary.total_events == 3  # the first run's summary is left as it was
+
+
+def test_a_request_without_a_json_body_stays_so_through_pickle():
+    """`fanin load --workers` pickles requests into other processes: the 'no JSON body'
+    marker must survive, or a GET would arrive there with a JSON body of `object()`."""
+    import pickle
+
+    from fanin.stream import MISSING
+
+    copy = pickle.loads(pickle.dumps(Request("http://127.0.0.1:1/x")))
+    assert copy.json is MISSING
+    assert copy.body_bytes() is None

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from fanin.errors import UsageError
-from fanin.redact import MASK, Secrets, redact_url
+from fanin.redact import MASK, Secrets, is_secret_name, redact_url
 from fanin.stream import Request
 from loopback_apps import HOSTILE_PATHS, garbled_status, hostile_app, serve, serve_raw
 
@@ -116,6 +116,13 @@ def test_display_url_masks_userinfo_and_credential_query_values():
     shown = Request(url=hostile_url(8, "/x", userinfo=True), params=[("access_token", QUERY)]).display_url
     assert leaks(shown) == [] and f"{USER}:{MASK}@" in shown and "api_key=***" in shown and "n=1" in shown
     assert redact_url("https://tok123456@host/x") == "https://***@host/x"  # a lone user name is a token
+
+
+def test_token_counts_are_not_credentials():
+    """LLM APIs' max_tokens and friends are counts: a load report shows them as given."""
+    assert redact_url("http://h/v1?max_tokens=16&max_new_tokens=8&access_token=abc123") == \
+        "http://h/v1?max_tokens=16&max_new_tokens=8&access_token=***"
+    assert is_secret_name("X-Auth-Token") and is_secret_name("token") and not is_secret_name("max_tokens")
 
 
 def test_a_url_too_broken_to_parse_is_still_masked():
