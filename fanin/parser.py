@@ -1,5 +1,5 @@
 """Sans-IO Server-Sent Events parser: bytes in, events out (WHATWG HTML, "Parsing an event
-stream" and "Interpreting an event stream"; /work/shared/SSE_SPEC.md sections 1-3).
+stream" and "Interpreting an event stream").
 
 How it stays exact and fast:
 - Line ends are found on the raw bytes (CR/LF normalised per read, bytes.rfind/split,
@@ -9,9 +9,11 @@ How it stays exact and fast:
   stays bytes (it may stop mid-character) until its end arrives.
 - One decode per read, then str methods, which are several times cheaper per call than
   their bytes counterparts in CPython.
-- Fast path: most streams are runs of `data: ...\n\n`. When every LF of a run belongs
-  to a "\n\ndata: " separator (two counts prove it), a single split yields every
-  event's data, with no per-line loop at all. Everything else takes the per-line loop.
+- Fast paths: most streams are runs of `data: ...\n\n` or `id: N\ndata: ...\n\n`. A
+  fast path proves the shape of every line of the run before it takes it (which lines
+  are blank, which start with `data: ` or `id: `), then one split per field yields
+  every event, with no per-line loop. Anything else takes the per-line loop, and
+  tests/test_parser_fuzz.py checks both against a reference of the standard.
 - Limits: a line (bytes, checked on the pending tail after each read without rescanning
   it) or one event's data (decoded characters, i.e. bytes for ASCII) longer than
   max_line_size raises EventTooLargeError, so memory stays bounded.
@@ -206,9 +208,11 @@ class SSEParser:
                 return
             self._process_lines(text[:blank].split("\n"), out)
             start = blank + 1
-        # Fast path: a run of events that are each one `data: ` line. In that run every
-        # LF belongs to a "\n\ndata: " separator, so counting proves the shape and one
-        # split yields every event's data.
+        # Fast path: a run of events that are each one `data: ` line. The proof is per
+        # line: the run starts with `data: `, and every LF in it belongs to a
+        # "\n\ndata: " separator (the count of separators, which cannot overlap, is half
+        # the count of LFs), so its lines go data, blank, data, blank... and one split
+        # yields every event's data.
         if text.startswith("data: ", start):
             last_sep = text.rfind("\n\n", start)
             if last_sep > start:
@@ -228,26 +232,33 @@ class SSEParser:
     def _id_data_run(self, text: str, start: int, out: list[tuple]) -> int:
         """Fast path for a run of `id: N` + `data: ...` events (the other common shape).
 
-        Counting proves the shape: every separator is followed by `id: `, and each block
-        holds exactly one LF, which is its `\ndata: `. Returns where the general loop
-        must continue (unchanged when the run does not have this shape)."""
+        The shape is proven line by line: the run's lines go id, data, blank, id, data,
+        blank... Every third line is blank (their join is empty), and in the id lines
+        (joined by LF) every LF is followed by `id: `: as the lines hold no LF, counting
+        `\nid: ` against the number of lines checks each line's start; likewise for the
+        data lines. Returns where the general loop must continue (unchanged when the run
+        does not have this shape)."""
         last_sep = text.rfind("\n\n", start)
         if last_sep <= start:
             return start
-        run = text[start:last_sep]
-        blocks = run.count("\n\nid: ") + 1
+        lines = text[start:last_sep].split("\n")
+        n = len(lines)
+        if n % 3 != 2 or "".join(lines[2::3]):
+            return start
+        blocks = (n + 1) // 3
+        ids = "\n".join(lines[0::3])
+        datas = "\n".join(lines[1::3])
         if (
-            run.count("\n") != 3 * blocks - 2
-            or run.count("\ndata: ") != blocks
-            or "\x00" in run
+            not ids.startswith("id: ")
+            or ids.count("\nid: ") != blocks - 1
+            or "\x00" in ids
+            or not datas.startswith("data: ")
+            or datas.count("\ndata: ") != blocks - 1
         ):
             return start
-        # Neither an id nor a data value holds an LF, so after turning each `\ndata: `
-        # into the separator, one split alternates id, data, id, data...
-        fields = run[4:].replace("\ndata: ", "\n\nid: ").split("\n\nid: ")
-        ids = fields[0::2]
-        out += zip(repeat("message"), fields[1::2], ids, repeat(True))
-        self.last_event_id = self._id_buf = ids[-1]
+        id_values = ids[4:].split("\nid: ")
+        out += zip(repeat("message"), datas[6:].split("\ndata: "), id_values, repeat(True))
+        self.last_event_id = self._id_buf = id_values[-1]
         return last_sep + 2
 
     def _check_line_sizes(self, buf: bytes, out: list[tuple]) -> None:
