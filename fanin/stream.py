@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from .budget import process_budget
 from .errors import EventTooLargeError, FaninError, UsageError
 from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
@@ -218,7 +219,8 @@ class SSEStream:
         self.url = request.display_url
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
-        self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size)
+        self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size,
+                                budget=process_budget())
         self.policy = ReconnectPolicy(
             retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
         )
@@ -397,6 +399,7 @@ class SSEStream:
             raise
         finally:
             resp.release()
+            parser.new_connection()  # a partial line or event dies with its connection (and frees its budget)
         # Clean end of the body.
         if self.config.reconnect == "always":
             if not self._may_resend():
