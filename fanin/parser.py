@@ -94,6 +94,10 @@ class SSEParser:
     reconnect needs).
     """
 
+    # One parser per stream, thousands of streams: slots keep each one small.
+    __slots__ = ("max_line_size", "budget", "_charged", "last_event_id", "retry_ms", "_at_start", "_head",
+                 "_tail", "_swallow_lf", "_data", "_groups", "_data_size", "_type", "_id_buf", "_block_has_id")
+
     def __init__(self, *, last_event_id: str = "", max_line_size: int = DEFAULT_MAX_LINE_SIZE,
                  budget: ByteBudget | None = None) -> None:
         if max_line_size < 1:

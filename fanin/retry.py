@@ -33,7 +33,7 @@ class Reconnect(Exception):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(slots=True)  # one per stream
 class ReconnectPolicy:
     retries: int = 3
     default_retry_ms: int = 1000
