@@ -23,6 +23,8 @@ import os
 import random
 import time
 
+import pytest
+
 from fanin.parser import SSEParser
 
 SECONDS = float(os.environ.get("FANIN_FUZZ_SECONDS", "3"))
@@ -229,6 +231,7 @@ def test_reference_follows_the_standard_on_known_cases():
         [("t", "", "", False), ("message", "\ufffd", "", False)], "", None)
 
 
+@pytest.mark.timeout(SECONDS + 120)  # long runs outlast the suite's default timeout
 def test_differential_fuzz_against_the_reference():
     rng = random.Random(SEED)
     deadline = time.monotonic() + SECONDS
