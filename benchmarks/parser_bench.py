@@ -5,6 +5,7 @@ sseclient-py, on the same bytes fed in the same 64 KiB chunks (no network involv
 
 Prints events/s and microseconds per event (best of R runs) for two streams:
   data-only  N x `data: <64 bytes>\\n\\n`, the common LLM-token shape
+  id+data    N x `id: <n>\\ndata: <64 bytes>\\n\\n`, the throughput benchmark's shape
   mixed      N events with `event:` and `id:` lines, CRLF ends, a comment every 10th
 """
 
@@ -25,6 +26,10 @@ PAYLOAD = b"x" * 56 + b"01234567"  # 64 bytes
 
 def data_only_stream(n: int) -> bytes:
     return (b"data: " + PAYLOAD + b"\n\n") * n
+
+
+def id_data_stream(n: int) -> bytes:
+    return b"".join(b"id: %d\ndata: %s\n\n" % (i, PAYLOAD) for i in range(1, n + 1))
 
 
 def mixed_stream(n: int) -> bytes:
@@ -90,7 +95,8 @@ def main() -> int:
     ap.add_argument("--only", choices=sorted(RUNNERS), help="run one parser only")
     args = ap.parse_args()
 
-    streams = {"data-only": data_only_stream(args.events), "mixed": mixed_stream(args.events)}
+    streams = {"data-only": data_only_stream(args.events), "id+data": id_data_stream(args.events),
+               "mixed": mixed_stream(args.events)}
     print(f"{args.events} events per stream, {args.chunk}-byte chunks, best of {args.repeat}, Python {sys.version.split()[0]}")
     print(f"{'stream':<10} {'parser':<13} {'events/s':>12} {'us/event':>9} {'vs fanin':>9}")
     for stream_name, body in streams.items():

@@ -25,7 +25,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import PYTHON, RESULTS, machine, print_table, save_json, server_process  # noqa: E402
+from common import PYTHON, RESULTS, ROOT, machine, print_table, save_json, server_process  # noqa: E402
 
 from fanin.cli import runloop  # noqa: E402
 
@@ -175,7 +175,7 @@ def main() -> int:
     }
     path = save_json("scale", payload)
     chart(rows, RESULTS / "scale.png")
-    print(f"\nwrote {path} and {RESULTS / 'scale.png'}", file=sys.stderr)
+    print(f"\nwrote {path.relative_to(ROOT)} and {(RESULTS / 'scale.png').relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PEERS, PYTHON, RESULTS, fanin_command, machine, median, print_table, save_json, server_process  # noqa: E402
+from common import PEERS, PYTHON, RESULTS, ROOT, fanin_command, machine, median, print_table, save_json, server_process  # noqa: E402
 
 FIELDS = {"type", "event_number", "source", "url", "event_type", "data", "event_id", "timestamp"}
 
@@ -153,7 +153,7 @@ def main() -> int:
     }
     path = save_json("throughput", payload)
     chart(rows, opts.events, RESULTS / "throughput.png")
-    print(f"\nwrote {path} and {RESULTS / 'throughput.png'}", file=sys.stderr)
+    print(f"\nwrote {path.relative_to(ROOT)} and {(RESULTS / 'throughput.png').relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -1,5 +1,5 @@
 """Sans-IO Server-Sent Events parser: bytes in, events out (WHATWG HTML, "Parsing an event
-stream" and "Interpreting an event stream"; /work/shared/SSE_SPEC.md sections 1-3).
+stream" and "Interpreting an event stream").
 
 How it stays exact and fast:
 - Line ends are found on the raw bytes (CR/LF normalised per read, bytes.rfind/split,
@@ -9,9 +9,11 @@ How it stays exact and fast:
   stays bytes (it may stop mid-character) until its end arrives.
 - One decode per read, then str methods, which are several times cheaper per call than
   their bytes counterparts in CPython.
-- Fast path: most streams are runs of `data: ...\n\n`. When every LF of a run belongs
-  to a "\n\ndata: " separator (two counts prove it), a single split yields every
-  event's data, with no per-line loop at all. Everything else takes the per-line loop.
+- Fast paths: most streams are runs of `data: ...\n\n` or `id: N\ndata: ...\n\n`. A
+  fast path proves the shape of every line of the run before it takes it (which lines
+  are blank, which start with `data: ` or `id: `), then one split per field yields
+  every event, with no per-line loop. Anything else takes the per-line loop, and
+  tests/test_parser_fuzz.py checks both against a reference of the standard.
 - Limits: a line (bytes, checked on the pending tail after each read without rescanning
   it) or one event's data (decoded characters, i.e. bytes for ASCII) longer than
   max_line_size raises EventTooLargeError, so memory stays bounded.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from itertools import repeat
 
+from .budget import ByteBudget
 from .errors import EventTooLargeError
 
 __all__ = [
@@ -35,6 +38,10 @@ DEFAULT_MAX_LINE_SIZE = 16 * 1024 * 1024
 MAX_RETRY_MS = 86_400_000  # 24 h: larger retry: values are clamped (timedelta overflows elsewhere)
 
 _BOM = b"\xef\xbb\xbf"
+# An event's data lines are joined in groups of this many as they arrive: a list of
+# short strings costs ~60 bytes per line whatever the line holds, a group costs one.
+_DATA_GROUP = 256
+_LINE_COST = 64  # what one pending data line costs besides its characters (str + list slot)
 
 
 def _decode(raw: bytes) -> str:
@@ -87,10 +94,17 @@ class SSEParser:
     reconnect needs).
     """
 
-    def __init__(self, *, last_event_id: str = "", max_line_size: int = DEFAULT_MAX_LINE_SIZE) -> None:
+    # One parser per stream, thousands of streams: slots keep each one small.
+    __slots__ = ("max_line_size", "budget", "_charged", "last_event_id", "retry_ms", "_at_start", "_head",
+                 "_tail", "_swallow_lf", "_data", "_groups", "_data_size", "_type", "_id_buf", "_block_has_id")
+
+    def __init__(self, *, last_event_id: str = "", max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+                 budget: ByteBudget | None = None) -> None:
         if max_line_size < 1:
             raise ValueError("max_line_size must be at least 1 byte")
         self.max_line_size = max_line_size
+        self.budget = budget  # shared bound on what many parsers hold (fanin.budget)
+        self._charged = 0  # bytes this parser holds on the budget
         self.last_event_id: str = last_event_id  # committed at dispatch only
         self.retry_ms: int | None = None  # latest valid retry:, applied as soon as its line ends
         self.new_connection()
@@ -99,15 +113,17 @@ class SSEParser:
         """Start a new response body: forget partial input, keep last_event_id and retry_ms."""
         self._at_start = True  # BOM not decided yet
         self._head = b""  # up to 2 bytes that may still turn out to be a BOM
-        # The unterminated line, as the pieces that brought it (never holding CR or LF):
-        # kept as a list so a long line arriving in many reads is copied once, not per read.
-        self._tail: list[bytes] = []
-        self._tail_size = 0
+        # The unterminated line (never holding CR or LF). A bytearray grows in place, so
+        # a long line arriving in many small reads costs its length, not a list of pieces.
+        self._tail = bytearray()
         self._swallow_lf = False  # the previous chunk ended with CR: drop an LF that opens the next
         self._reset_event()
+        if self._charged:
+            self._charge(0)
 
     def _reset_event(self) -> None:
-        self._data: list[str] = []  # data values of the event being built
+        self._data: list[str] = []  # data values of the event being built (< _DATA_GROUP)
+        self._groups: list[str] = []  # earlier data values, joined _DATA_GROUP at a time
         self._data_size = 0  # characters the joined data would take, +1
         self._type = ""
         self._id_buf = self.last_event_id  # an uncommitted id never outlives its block
@@ -165,40 +181,53 @@ class SSEParser:
             end = chunk.rfind(10) + 1  # buf[:end] will be the complete lines
             tail = self._tail
             if not end:  # still inside one line: look at this read only, never rescan the tail
-                tail.append(chunk)
-                self._tail_size += len(chunk)
-                if self._tail_size > self.max_line_size:
+                tail += chunk
+                if len(tail) > self.max_line_size:
                     raise EventTooLargeError(_line_too_long(self.max_line_size))
-                return out
-            if tail:
-                end += self._tail_size
-                tail.append(chunk)
-                buf = b"".join(tail)
-                self._tail = tail = []
-                self._tail_size = 0
             else:
-                buf = chunk
-            if len(buf) > self.max_line_size:
-                self._check_line_sizes(buf, out)
-            if end < len(buf):
-                # The rest may stop inside a multi-byte character: it stays bytes until
-                # its line is complete.
-                tail.append(buf[end:])
-                self._tail_size = len(buf) - end
-                buf = buf[:end]
-            self._process_text(_decode(buf), out)
+                if tail:
+                    end += len(tail)
+                    buf = b"".join((tail, chunk))
+                    self._tail = tail = bytearray()
+                else:
+                    buf = chunk
+                if len(buf) > self.max_line_size:
+                    self._check_line_sizes(buf, out)
+                if end < len(buf):
+                    # The rest may stop inside a multi-byte character: it stays bytes until
+                    # its line is complete.
+                    self._tail = bytearray(buf[end:])
+                    buf = buf[:end]
+                self._process_text(_decode(buf), out)
+            if self.budget is not None:
+                self._charge(len(self._tail) + self._data_size + _LINE_COST * len(self._data))
         except EventTooLargeError as exc:
             exc.events = out
-            self._tail = []
-            self._tail_size = 0
+            self._tail = bytearray()
             self._reset_event()
-            raise
+            if self._charged:
+                self._charge(0)
+            # Without the inner frames: their locals hold the oversized event, and a
+            # caller (tenacity's retry state, say) may keep the exception a long time.
+            raise exc.with_traceback(None)
         return out
+
+    def _charge(self, held: int) -> None:
+        """Hold `held` bytes on the shared budget (the pending line and event)."""
+        budget = self.budget
+        if budget is None or held == self._charged:
+            return
+        if not budget.adjust(held - self._charged):
+            raise EventTooLargeError(
+                f"SSE data buffered by all streams of this process over its limit of {budget.describe()}"
+                f" (this stream held {held} bytes of an unfinished line or event)"
+            )
+        self._charged = held
 
     def _process_text(self, text: str, out: list[tuple]) -> None:
         """Handle complete lines: `text` is non-empty and ends with LF."""
         start = 0
-        if self._data or self._type or self._block_has_id:
+        if self._data or self._groups or self._type or self._block_has_id:
             # An event is half built: finish it line by line up to its blank line.
             blank = text.find("\n\n") + 1
             if not blank:
@@ -206,9 +235,11 @@ class SSEParser:
                 return
             self._process_lines(text[:blank].split("\n"), out)
             start = blank + 1
-        # Fast path: a run of events that are each one `data: ` line. In that run every
-        # LF belongs to a "\n\ndata: " separator, so counting proves the shape and one
-        # split yields every event's data.
+        # Fast path: a run of events that are each one `data: ` line. The proof is per
+        # line: the run starts with `data: `, and every LF in it belongs to a
+        # "\n\ndata: " separator (the count of separators, which cannot overlap, is half
+        # the count of LFs), so its lines go data, blank, data, blank... and one split
+        # yields every event's data.
         if text.startswith("data: ", start):
             last_sep = text.rfind("\n\n", start)
             if last_sep > start:
@@ -228,26 +259,33 @@ class SSEParser:
     def _id_data_run(self, text: str, start: int, out: list[tuple]) -> int:
         """Fast path for a run of `id: N` + `data: ...` events (the other common shape).
 
-        Counting proves the shape: every separator is followed by `id: `, and each block
-        holds exactly one LF, which is its `\ndata: `. Returns where the general loop
-        must continue (unchanged when the run does not have this shape)."""
+        The shape is proven line by line: the run's lines go id, data, blank, id, data,
+        blank... Every third line is blank (their join is empty), and in the id lines
+        (joined by LF) every LF is followed by `id: `: as the lines hold no LF, counting
+        `\nid: ` against the number of lines checks each line's start; likewise for the
+        data lines. Returns where the general loop must continue (unchanged when the run
+        does not have this shape)."""
         last_sep = text.rfind("\n\n", start)
         if last_sep <= start:
             return start
-        run = text[start:last_sep]
-        blocks = run.count("\n\nid: ") + 1
+        lines = text[start:last_sep].split("\n")
+        n = len(lines)
+        if n % 3 != 2 or "".join(lines[2::3]):
+            return start
+        blocks = (n + 1) // 3
+        ids = "\n".join(lines[0::3])
+        datas = "\n".join(lines[1::3])
         if (
-            run.count("\n") != 3 * blocks - 2
-            or run.count("\ndata: ") != blocks
-            or "\x00" in run
+            not ids.startswith("id: ")
+            or ids.count("\nid: ") != blocks - 1
+            or "\x00" in ids
+            or not datas.startswith("data: ")
+            or datas.count("\ndata: ") != blocks - 1
         ):
             return start
-        # Neither an id nor a data value holds an LF, so after turning each `\ndata: `
-        # into the separator, one split alternates id, data, id, data...
-        fields = run[4:].replace("\ndata: ", "\n\nid: ").split("\n\nid: ")
-        ids = fields[0::2]
-        out += zip(repeat("message"), fields[1::2], ids, repeat(True))
-        self.last_event_id = self._id_buf = ids[-1]
+        id_values = ids[4:].split("\nid: ")
+        out += zip(repeat("message"), datas[6:].split("\ndata: "), id_values, repeat(True))
+        self.last_event_id = self._id_buf = id_values[-1]
         return last_sep + 2
 
     def _check_line_sizes(self, buf: bytes, out: list[tuple]) -> None:
@@ -257,8 +295,7 @@ class SSEParser:
         lines = buf.split(b"\n")
         for index, line in enumerate(lines):
             if len(line) > limit:
-                self._tail = []
-                self._tail_size = 0
+                self._tail = bytearray()
                 self._process_lines(_decode(b"\n".join(lines[:index])).split("\n") if index else [], out)
                 raise EventTooLargeError(_line_too_long(limit))
 
@@ -268,6 +305,7 @@ class SSEParser:
         """The general per-line algorithm (spec sections 2 and 3). The parser state lives
         in locals inside the loop and is written back once: that roughly halves its cost."""
         data = self._data
+        groups = self._groups
         data_size = self._data_size
         type_ = self._type
         id_buf = self._id_buf
@@ -278,7 +316,11 @@ class SSEParser:
             for line in lines:
                 if not line:  # blank line: dispatch
                     self.last_event_id = id_buf
-                    if data:
+                    if data_size:
+                        if groups:
+                            groups += data
+                            data = groups
+                            groups = []
                         append((type_ or "message", "\n".join(data), id_buf, has_id))
                         data = []
                         data_size = 0
@@ -296,6 +338,9 @@ class SSEParser:
                     data_size += len(value) + 1
                     if data_size > limit + 1:
                         raise EventTooLargeError(f"SSE event data longer than the limit of {limit} bytes (max_line_size)")
+                    if len(data) == _DATA_GROUP:
+                        groups.append("\n".join(data))
+                        data = []
                 elif name == "event":
                     type_ = value
                 elif name == "id":
@@ -310,6 +355,7 @@ class SSEParser:
                         self.retry_ms = MAX_RETRY_MS if len(digits) > 8 else min(int(digits or "0"), MAX_RETRY_MS)
         finally:
             self._data = data
+            self._groups = groups
             self._data_size = data_size
             self._type = type_
             self._id_buf = id_buf

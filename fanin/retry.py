@@ -60,7 +60,7 @@ def retry_after_seconds(value: str) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-@dataclass
+@dataclass(slots=True)  # one per stream
 class ReconnectPolicy:
     retries: int = 3
     default_retry_ms: int = 1000

@@ -132,3 +132,30 @@ def test_wall_clock_cache_stays_consistent_when_another_thread_runs_mid_update(m
     assert other_thread == [reference(after + 2_000)]
     assert this_thread == reference(after + 1_000)
     assert clock.format(after + 2_000) == reference(after + 2_000)
+
+
+quotey = st.text(st.sampled_from(['"', "\\", ",", "a", "]", "[", "\n", "\x00", "é"]), max_size=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["message", "tick", 'a"b']), quotey, quotey), min_size=1, max_size=12),
+    first=st.integers(1, 10**6),
+)
+def test_quotes_backslashes_and_commas_at_string_edges_encode_like_orjson(rows, first):
+    """The batch encoder cuts one orjson array back into strings; values that end in a
+    quote, a backslash or `",` (which fake an element boundary) must still come out exact."""
+    batch = Batch(2, 'http://h/"q"', 1, 1_795_000_000_000_000_000, [(t, d, i, False) for t, d, i in rows])
+    batch.first_number = first
+    out = io.BytesIO()
+    NdjsonWriter(out).batch([batch])
+    expected = b"".join(orjson.dumps(e.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for e in batch.events())
+    assert out.getvalue() == expected
+
+
+def test_value_ending_in_quote_comma_is_not_cut_at_the_fake_boundary():
+    batch = Batch(0, "http://h/", 1, 0, [("message", 'a",', "1", True), ("message", "b", "1", True)])
+    batch.first_number = 1
+    out = io.BytesIO()
+    NdjsonWriter(out).batch([batch])
+    assert [orjson.loads(line)["data"] for line in out.getvalue().splitlines()] == ['a",', "b"]

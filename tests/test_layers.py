@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "fanin"
 LAYERS = [
     ("engine", lambda m: m.count(".") == 1 or m == "fanin"),
     ("embed", lambda m: m.startswith("fanin.embed")),
-    ("cli-shared", lambda m: m in {"fanin.cli", "fanin.cli.options", "fanin.cli.writers", "fanin.cli.runloop",
+    ("cli-shared", lambda m: m in {"fanin.cli", "fanin.cli.options", "fanin.cli.writers", "fanin.cli.runloop", "fanin.cli.lazy_tls",
                                    "fanin.cli.durations"}),
     ("faces", lambda m: m.startswith(("fanin.load", "fanin.server", "fanin.locust", "fanin.cli.stream_command"))
      and not m.endswith("__main__")),

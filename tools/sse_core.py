@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from fanin.budget import process_budget, set_process_budget
 from fanin.embed.bridge import BridgeDeadline, get_bridge
 from fanin.errors import FaninError
 from fanin.events import Batch, Event, SourceError, Summary
@@ -35,6 +36,13 @@ MAX_DURATION_CAP = 590.0  # stays under the plugin daemon's 600 s execution ceil
 MESSAGE_BUDGET = 4 * 1024 * 1024  # bytes per variable; the daemon's line limit is 5 MiB
 TEXT_PIECE = 256 * 1024  # characters per text message (at most 1 MiB of UTF-8)
 OUTPUT_MODES = ("data", "extract", "ndjson")
+# What all streams of this process may hold of unfinished lines and events together:
+# the plugin serves many tool calls in one process, each with up to 4 MiB per stream.
+PROCESS_BUFFER_BUDGET = 64 * 1024 * 1024
+
+
+if process_budget() is None:
+    set_process_budget(PROCESS_BUFFER_BUDGET)
 
 
 class ToolFailure(Exception):

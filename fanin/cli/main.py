@@ -19,6 +19,10 @@ from typing import Any
 
 from fanin import __version__
 from fanin.errors import FaninError, UsageError
+
+from .lazy_tls import import_aiohttp
+
+import_aiohttp()  # before anything imports aiohttp: its CA bundle loads on first TLS use
 from fanin.parser import DEFAULT_MAX_LINE_SIZE
 from fanin.stream import RECONNECT_MODES
 
