@@ -12,9 +12,10 @@ Closing the iterator (generator close, GeneratorExit, an exception in the caller
 passing the deadline cancels the coroutine on the loop and waits for it to finish, so
 its connections are closed before the call returns.
 
-Entry points: `iterate` (items of an async generator, e.g. FanIn.stream_batches), `run`
-(await one coroutine), `call` (a plain function on the loop thread, for callback-style
-consumers such as fanin.locust's recorders). Nothing starts at import: the loop thread
+Entry points: `iterate` (items of an async generator, e.g. FanIn.stream_batches), `feed`
+(items a coroutine hands to a callback, e.g. SSEStream.run's deliver), `run` (await one
+coroutine), `call` (a plain function on the loop thread, e.g. to read state that
+callbacks on the loop thread keep, as fanin.locust's recorders do). Nothing starts at import: the loop thread
 starts on the first get_bridge(), and again in a forked child (Locust's --processes).
 """
 
@@ -271,17 +272,30 @@ class Bridge:
         raised. Closing this iterator early cancels the generator and returns once it has
         cleaned up. Under gevent the consuming greenlet gives its hub a turn every few
         milliseconds, however fast items come."""
-        channel = _Channel(self.loop, max(1, limit))
 
-        async def pump() -> None:
+        async def pump(put: Callable[[T], Awaitable[None]]) -> None:
             agen = make_agen()
             try:
                 async for item in agen:
-                    await channel.put(item, count(item))
+                    await put(item)
             finally:
                 await agen.aclose()
 
-        return self._consume(channel, pump, deadline)
+        return self.feed(pump, deadline=deadline, limit=limit, count=count)
+
+    def feed(self, produce: Callable[[Callable[[T], Awaitable[None]]], Awaitable[Any]], *,
+             deadline: float | None = None, limit: int = DEFAULT_LIMIT,
+             count: Callable[[Any], int] = count_events) -> Iterator[T]:
+        """The callback-style entry point: `produce(put)` runs on the loop thread and hands
+        items over with `await put(item)` (e.g. as the `deliver` callback of
+        SSEStream.run); they are yielded to the caller as in iterate(), with the same
+        bound, deadline, cancellation and hub turns."""
+        channel = _Channel(self.loop, max(1, limit))
+
+        async def put(item: T) -> None:
+            await channel.put(item, count(item))
+
+        return self._consume(channel, lambda: produce(put), deadline)
 
     def run(self, make_coro: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
         """Await `make_coro()` on the loop thread and return its result (or raise its error).
