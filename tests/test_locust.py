@@ -6,6 +6,7 @@ and `-t` must fire on time while a user consumes a stream as fast as the server 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -21,7 +22,9 @@ from hdrh.histogram import HdrHistogram
 from fanin.load.metrics import new_histogram
 from fanin.server.app import ServerThread
 
-pytest.importorskip("locust")  # installed by requirements-dev.txt; the extra is optional for users
+# Never `import locust` here: it monkey-patches the whole test process with gevent. Locust
+# runs in its own processes; requirements-dev.txt installs it.
+assert importlib.util.find_spec("locust") is not None, "locust is missing: make test installs requirements-dev.txt"
 
 PER_STREAM = 25  # events per held stream; the user then opens the next one
 LOCUSTFILE = f"""
