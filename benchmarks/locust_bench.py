@@ -13,7 +13,10 @@ shutdown cancel out. CPU is user + system time of the client and all its process
   fanin load         `fanin load URL -c USERS --workers P`
   locust + fanin     SSEUser with self.sse.hold(URL) (metrics only), `--processes P` when P > 1
   plain locust       FastHttpUser, stream=True, a small SSE line reader that fires one
-                     events.request per event (the gap), as streaming locustfiles do
+                     events.request per event (the gap), as streaming locustfiles do. Its
+                     greenlets never yield on a fast stream, so Locust's -t cannot fire (the
+                     starvation fanin's bridge prevents): each user stops itself when the
+                     run time is up
 
 Writes benchmarks/results/locust_bench.json and prints the table for the README.
 """
@@ -49,10 +52,16 @@ class Holder(SSEUser):
 """
 
 PLAIN_LOCUSTFILE = f"""
+import os
 import time
 
 from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
+
+# Locust's -t cannot fire while these greenlets read a fast stream (they never yield), so
+# each user stops itself when the run time is up; the hub is then free and -t fires.
+STOP_AT = time.monotonic() + float(os.environ["PLAIN_SECONDS"])
 
 
 class PlainReader(FastHttpUser):
@@ -66,6 +75,8 @@ class PlainReader(FastHttpUser):
         last = time.perf_counter()
         has_data = False
         for chunk in response.iter_content(chunk_size=65536, decode_content=False):
+            if time.monotonic() > STOP_AT:
+                raise StopUser()
             lines = (rest + chunk).split(b"\\n")
             rest = lines.pop()
             for line in lines:
@@ -99,7 +110,7 @@ def run_tool(tool: str, base: str, users: int, processes: int, seconds: int, wor
             cmd += ["--processes", str(processes)]
     before = children_cpu()
     subprocess.run(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=seconds + 120,
-                   env=dict(os.environ, NO_PROXY="*"))
+                   env=dict(os.environ, NO_PROXY="*", PLAIN_SECONDS=str(seconds)))
     cpu = children_cpu() - before
     data = json.loads(out.read_text())
     if tool == "fanin load":
