@@ -165,7 +165,8 @@ class SSEClient:
         config.validate()
         latency_path = parse_path(latency_field) if latency_field else None
         session, recorder = _state.ready(self.user.environment)
-        observer = LocustObserver(recorder, name or redact_url(given), latency_path)
+        # made on the loop thread: it adds to the recorder's state, which only that thread touches
+        observer = get_bridge().call(LocustObserver, recorder, name or redact_url(given), latency_path)
         return SSEStream(session, 0, request, config, observer), observer
 
     def hold(self, url: str, name: str | None = None, *, latency_field: str | None = None,

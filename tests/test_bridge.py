@@ -403,3 +403,17 @@ def test_a_greenlet_on_a_fast_stream_leaves_the_hub_its_turns():
     assert report["consumed"] > 100
     assert report["ticks"] == 20
     assert report["worst_late"] < 0.3, report  # a turn every few ms; generous for a busy machine
+
+
+def test_feed_hands_over_what_a_callback_producer_puts_and_call_runs_on_the_loop_thread():
+    """The callback-style entry points fanin.locust uses: `feed(produce)` where the engine
+    calls `put` (as SSEStream.run calls deliver), and `call(fn)` on the loop thread."""
+
+    async def produce(put):
+        for i in range(2000):
+            await put([i])  # lists count as their length toward the bound
+        return "done"
+
+    got = [item[0] for item in get_bridge().feed(produce, limit=16)]
+    assert got == list(range(2000))
+    assert get_bridge().call(threading.get_ident) == get_bridge().thread_id
