@@ -205,3 +205,22 @@ def test_a_bad_threshold_is_one_line_and_exit_2(tmp_path):
     code, out, _ = finish(proc, 60)
     assert code == 2
     assert "unknown metric 'p99_nonsense'" in out and "Traceback" not in out
+
+
+IMPORT_SCRIPT = r"""
+import json, os
+tasks = lambda: len(os.listdir("/proc/self/task"))
+import locust  # patches the process with gevent, as the locust command does
+before = tasks()
+import fanin.locust
+import fanin.embed.bridge as bridge
+print(json.dumps({"threads_added": tasks() - before, "bridge_started": bridge._bridge is not None}))
+"""
+
+
+def test_importing_fanin_locust_starts_nothing():
+    """Locust's --processes forks after importing the locustfile: no thread may exist yet."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, NO_PROXY="*"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"threads_added": 0, "bridge_started": False}
