@@ -35,11 +35,12 @@ def paced_run(base: str, url: str) -> tuple[Invocation, list[float], list[float]
 
 
 def drain_fast(base: str, server: str, into: dict) -> None:
-    """The fast invocation, read as fast as possible (bytes counted, not kept)."""
+    """The fast invocation, read as fast as possible (bytes counted, not kept). Events of
+    1 KiB, so the tool's cap of 1,000,000 events is not reached while the paced one runs."""
     body = {"event": "request", "session_id": str(uuid.uuid4()),
             "data": {"type": "tool", "action": "invoke_tool", "user_id": "user-e2e", "provider": "sse_fanin",
                      "tool": "sse_request", "credentials": {},
-                     "tool_parameters": {"url": server + "/stream?count=0", "max_events": 1_000_000,
+                     "tool_parameters": {"url": server + "/stream?count=0&size=1024", "max_events": 1_000_000,
                                          "max_duration": 60, "retry_attempts": 0, "reconnect": "never"}}}
     request = urllib.request.Request(base + "/invoke", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
