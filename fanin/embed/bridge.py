@@ -11,6 +11,12 @@ channel wakes a plain thread.
 Closing the iterator (generator close, GeneratorExit, an exception in the caller) or
 passing the deadline cancels the coroutine on the loop and waits for it to finish, so
 its connections are closed before the call returns.
+
+Entry points: `iterate` (items of an async generator, e.g. FanIn.stream_batches), `feed`
+(items a coroutine hands to a callback, e.g. SSEStream.run's deliver), `run` (await one
+coroutine), `call` (a plain function on the loop thread, e.g. to read state that
+callbacks on the loop thread keep, as fanin.locust's recorders do). Nothing starts at import: the loop thread
+starts on the first get_bridge(), and again in a forked child (Locust's --processes).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from fanin.errors import FaninError
+from fanin.events import Batch
 
-__all__ = ["Bridge", "BridgeDeadline", "get_bridge", "gevent_active"]
+__all__ = ["Bridge", "BridgeDeadline", "DEFAULT_LIMIT", "count_events", "get_bridge", "gevent_active"]
 
 T = TypeVar("T")
 _CANCEL_GRACE = 10.0  # seconds a cancelled coroutine gets to close its connections
+DEFAULT_LIMIT = 8192  # events waiting in one channel before its producer pauses
 
 
 class BridgeDeadline(FaninError):
@@ -128,11 +136,25 @@ class _Waker:
             self._watcher = None
 
 
-class _Channel:
-    """Loop thread -> consumer hand-off: a deque plus a coalesced wakeup per loop tick.
+def count_events(item: Any) -> int:
+    """How many events one hand-off carries: a Batch is one network read of one source,
+    a list (FanIn.stream_batches) is summed, anything else counts as one."""
+    kind = type(item)
+    if kind is Batch:
+        return len(item)
+    if kind is list:
+        return sum(len(part) if type(part) is Batch else 1 for part in item) or 1
+    return 1
 
-    The producer pauses once `limit` items wait (backpressure), and the consumer lets it
-    go on once it has drained them."""
+
+class _Channel:
+    """Loop thread -> consumer hand-off: a deque of (item, events) plus a coalesced wakeup
+    per loop tick.
+
+    Backpressure counts events, not hand-offs (one hand-off can carry thousands): once
+    `limit` events wait, the producer pauses until the consumer has taken them. Only the
+    loop thread touches `waiting` and `space`: the consumer reports what it took with
+    call_soon_threadsafe, so no count is shared between threads and no release is lost."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
@@ -143,7 +165,9 @@ class _Channel:
         self.result: Any = None
         self.waker = _Waker()
         self._wake_scheduled = False
-        self._space: asyncio.Event | None = None  # created on the loop thread
+        self.waiting = 0  # events put and not yet reported taken (loop thread only)
+        self.space = asyncio.Event()  # made up front: a drain can never find it missing
+        self.space.set()
 
     # producer side (loop thread)
     def _flush_wake(self) -> None:
@@ -155,14 +179,18 @@ class _Channel:
             self._wake_scheduled = True
             self.loop.call_soon(self._flush_wake)
 
-    async def put(self, item: Any) -> None:
-        self.items.append(item)
+    async def put(self, item: Any, events: int) -> None:
+        self.items.append((item, events))
+        self.waiting += events
         self.wake_soon()
-        if len(self.items) >= self.limit:
-            if self._space is None:
-                self._space = asyncio.Event()
-            self._space.clear()
-            await self._space.wait()
+        while self.waiting >= self.limit:
+            self.space.clear()
+            await self.space.wait()
+
+    def _taken(self, events: int) -> None:
+        self.waiting -= events
+        if self.waiting < self.limit:
+            self.space.set()
 
     def finish(self, error: BaseException | None = None, result: Any = None) -> None:
         self.error = error
@@ -171,9 +199,39 @@ class _Channel:
         self.waker.notify()
 
     # consumer side
-    def release_space(self) -> None:
-        if self._space is not None:
-            self.loop.call_soon_threadsafe(self._space.set)
+    def take_all(self) -> list:
+        """Every waiting item, oldest first; tells the producer how many events left."""
+        items = self.items
+        taken = [items.popleft() for _ in range(len(items))]
+        if taken:
+            self.loop.call_soon_threadsafe(self._taken, sum(events for _, events in taken))
+        return [item for item, _ in taken]
+
+
+class _HubTurns:
+    """Gives the gevent hub a turn when the consuming greenlet has run BUDGET seconds
+    without one.
+
+    Why: a greenlet that consumes a fast stream finds items waiting on every pass, so it
+    never blocks, and nothing else on its hub runs (heartbeats, other invocations, Locust's
+    timers, its own output being written). The work it does between two items (the tool's
+    or the locustfile's code) counts too, since the clock is read on every pass. A turn is a
+    sleep on a timer, not sleep(0): sleep(0) only queues a callback that the hub may run
+    again before it polls any socket (under Dify, sleep(0) turns still held a paced
+    invocation beside a fast one back by up to 0.75 s; timer turns did not)."""
+
+    BUDGET = 0.004  # seconds of work between turns (plus at most one item's processing)
+
+    def __init__(self) -> None:
+        import gevent
+
+        self._sleep = gevent.sleep
+        self.last = time.monotonic()
+
+    def maybe(self, now: float) -> None:
+        if now - self.last >= self.BUDGET:
+            self._sleep(0.000_001)  # a timer: the hub runs a full loop iteration (I/O included)
+            self.last = time.monotonic()
 
 
 class Bridge:
@@ -207,25 +265,44 @@ class Bridge:
         return os.getpid() == self._pid and not self.loop.is_closed()
 
     def iterate(self, make_agen: Callable[[], AsyncIterator[T]], *, deadline: float | None = None,
-                limit: int = 1024) -> Iterator[T]:
+                limit: int = DEFAULT_LIMIT, count: Callable[[Any], int] = count_events) -> Iterator[T]:
         """Items of the async generator `make_agen()` (called on the loop thread), yielded to
-        the caller as they arrive. `deadline` is a time.monotonic() value; past it the
-        generator is cancelled and BridgeDeadline raised. Closing this iterator early
-        cancels the generator and returns once it has cleaned up."""
-        channel = _Channel(self.loop, max(1, limit))
+        the caller as they arrive. At most `limit` events (as `count` weighs each item) wait
+        in between; the producer pauses past that. `deadline` is a time.monotonic() value,
+        checked before every item: past it the generator is cancelled and BridgeDeadline
+        raised. Closing this iterator early cancels the generator and returns once it has
+        cleaned up. Under gevent the consuming greenlet gives its hub a turn every few
+        milliseconds, however fast items come."""
 
-        async def pump() -> None:
+        async def pump(put: Callable[[T], Awaitable[None]]) -> None:
             agen = make_agen()
             try:
                 async for item in agen:
-                    await channel.put(item)
+                    await put(item)
             finally:
                 await agen.aclose()
 
-        return self._consume(channel, pump, deadline)
+        return self.feed(pump, deadline=deadline, limit=limit, count=count)
+
+    def feed(self, produce: Callable[[Callable[[T], Awaitable[None]]], Awaitable[Any]], *,
+             deadline: float | None = None, limit: int = DEFAULT_LIMIT,
+             count: Callable[[Any], int] = count_events) -> Iterator[T]:
+        """The callback-style entry point: `produce(put)` runs on the loop thread and hands
+        items over with `await put(item)` (e.g. as the `deliver` callback of
+        SSEStream.run); they are yielded to the caller as in iterate(), with the same
+        bound, deadline, cancellation and hub turns."""
+        channel = _Channel(self.loop, max(1, limit))
+
+        async def put(item: T) -> None:
+            await channel.put(item, count(item))
+
+        return self._consume(channel, lambda: produce(put), deadline)
 
     def run(self, make_coro: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
-        """Await `make_coro()` on the loop thread and return its result."""
+        """Await `make_coro()` on the loop thread and return its result (or raise its error).
+        The caller waits without holding its gevent hub; if the caller is interrupted
+        (a greenlet killed, KeyboardInterrupt) the coroutine is cancelled and has finished
+        before this returns."""
         channel = _Channel(self.loop, 1)
 
         async def once() -> Any:
@@ -234,6 +311,16 @@ class Bridge:
         for _ in self._consume(channel, once, deadline):
             pass
         return channel.result
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the plain function `fn(*args)` on the loop thread and return its result: the
+        entry point for callback-style consumers (recorders, observers) whose state lives on
+        the loop thread, e.g. to take a snapshot of it."""
+
+        async def direct() -> T:
+            return fn(*args)
+
+        return self.run(direct)
 
     def _consume(self, channel: _Channel, body: Callable[[], Awaitable[Any]], deadline: float | None):
         task_box: dict[str, asyncio.Task] = {}
@@ -263,29 +350,39 @@ class Bridge:
             if task is not None and not task.done():
                 task.cancel()
 
+        def past_deadline() -> BridgeDeadline:
+            return BridgeDeadline("the call ran past its deadline and was stopped")
+
         def generator() -> Iterator[Any]:
+            turns = _HubTurns() if gevent_active() else None
+            monotonic = time.monotonic
             self.loop.call_soon_threadsafe(start)
             finished = False
             try:
                 while True:
                     channel.waker.clear()
-                    items = channel.items
-                    if items:
-                        batch = list(items)
-                        for _ in range(len(batch)):
-                            items.popleft()
-                        channel.release_space()
-                        yield from batch
+                    if channel.items:
+                        for item in channel.take_all():
+                            now = monotonic()
+                            if deadline is not None and now >= deadline:
+                                raise past_deadline()
+                            if turns is not None:
+                                turns.maybe(now)
+                            yield item
                         continue
                     if channel.done:
+                        if channel.items:  # the last items landed between the two checks
+                            continue
                         finished = True
                         break
                     timeout = None
                     if deadline is not None:
-                        timeout = deadline - time.monotonic()
+                        timeout = deadline - monotonic()
                         if timeout <= 0:
-                            raise BridgeDeadline("the call ran past its deadline and was stopped")
+                            raise past_deadline()
                     channel.waker.wait(timeout)
+                    if turns is not None:
+                        turns.last = monotonic()  # waiting gave the hub its turn
                 if channel.error is not None:
                     error = channel.error
                     channel.error = None
@@ -293,13 +390,13 @@ class Bridge:
             finally:
                 if not finished:
                     self.loop.call_soon_threadsafe(cancel)
-                    grace_end = time.monotonic() + _CANCEL_GRACE
-                    while not channel.done and time.monotonic() < grace_end:
+                    grace_end = monotonic() + _CANCEL_GRACE
+                    while not channel.done and monotonic() < grace_end:
                         channel.waker.clear()
-                        channel.release_space()
+                        channel.take_all()  # a producer paused on a full channel must see the cancel
                         if channel.done:
                             break
-                        channel.waker.wait(min(0.5, grace_end - time.monotonic()))
+                        channel.waker.wait(min(0.5, grace_end - monotonic()))
                 channel.items.clear()
                 channel.waker.close()
 
@@ -307,19 +404,28 @@ class Bridge:
 
 
 _bridge: Bridge | None = None
-_bridge_lock = None
+# Made at import (cheap, starts nothing): creating it on first use was itself a race, and
+# two OS threads could each make a lock and start a loop.
+_bridge_lock = _original("_thread", "allocate_lock")()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no loop thread, and a lock held at the fork would stay held."""
+    global _bridge, _bridge_lock
+    _bridge = None
+    _bridge_lock = _original("_thread", "allocate_lock")()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_bridge() -> Bridge:
-    """The process-wide bridge, started on first use (and again after a fork)."""
-    global _bridge, _bridge_lock
-    if _bridge is not None and _bridge.alive:
-        return _bridge
-    if _bridge_lock is None:
-        _bridge_lock = _original("_thread", "allocate_lock")()
-    # Greenlets of one hub never preempt each other between these lines, and plain
-    # threads are serialised by the lock, so at most one loop thread is started.
+    """The process-wide bridge, started on first use (and again in a forked child)."""
+    global _bridge
+    bridge = _bridge
+    if bridge is not None and bridge.alive:
+        return bridge
     with _bridge_lock:
         if _bridge is None or not _bridge.alive:
             _bridge = Bridge()
-    return _bridge
+        return _bridge
