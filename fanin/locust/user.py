@@ -39,12 +39,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from fanin.embed.bridge import get_bridge
 from fanin.errors import UsageError
 from fanin.events import Event, SourceReport
-from fanin.redact import redact_url
 from fanin.extract import parse_path
 from fanin.load.report import parse_threshold
 from fanin.load.runner import make_load_session
-from fanin.locust_recorder import LocustObserver, LoopRecorder
-from fanin.locust_report import fire_records, fold_samples, merged_report, print_report
+from fanin.locust.recorder import LocustObserver, LoopRecorder
+from fanin.locust.report import fire_records, fold_samples, merged_report, print_report
 from fanin.stream import MISSING, Request, SSEStream, StreamConfig
 
 __all__ = ["SSEUser", "SSEClient"]
@@ -166,7 +165,7 @@ class SSEClient:
         latency_path = parse_path(latency_field) if latency_field else None
         session, recorder = _state.ready(self.user.environment)
         # made on the loop thread: it adds to the recorder's state, which only that thread touches
-        observer = get_bridge().call(LocustObserver, recorder, name or redact_url(given), latency_path)
+        observer = get_bridge().call(LocustObserver, recorder, name or request.secrets.display_url(given), latency_path)
         return SSEStream(session, 0, request, config, observer), observer
 
     def hold(self, url: str, name: str | None = None, *, latency_field: str | None = None,
