@@ -1,6 +1,6 @@
 """The records the engine hands out (events, per-source errors, the summary) and their
-orjson serialisation. Field names are the DESIGN.md contract: tools, the CLI and users
-parse them, so never rename one."""
+orjson serialisation. Field names are a contract (the README, `fanin stream`, "Output"):
+tools, the CLI and users parse them, so never rename one."""
 
 from __future__ import annotations
 

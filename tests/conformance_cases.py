@@ -1,4 +1,4 @@
-"""Byte-level SSE parsing cases (WHATWG rules, SSE_SPEC.md sections 1-3) as plain data.
+"""Byte-level SSE parsing cases (WHATWG HTML "Parsing an event stream" and "Interpreting an event stream") as plain data.
 
 Used by the parser unit tests and by the CLI end-to-end test, which serves each case
 from a real server in one write and byte by byte: the expected results must not depend

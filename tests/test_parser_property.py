@@ -1,6 +1,6 @@
 """Property tests for fanin.parser: the result never depends on how the bytes are cut,
 and it always equals a tiny character-by-character reference written straight from the
-spec (SSE_SPEC.md sections 1-3), on generated streams and on the conformance corpus."""
+standard (WHATWG HTML "Parsing an event stream", "Interpreting an event stream"), on generated streams and on the conformance corpus."""
 
 from __future__ import annotations
 
