@@ -13,7 +13,6 @@ Wiring: the CLI calls `add_load_arguments(subparser)` and `run_load(args)`."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing
 import queue as queue_module
 import resource
@@ -27,7 +26,7 @@ from fanin.cli.durations import parse_duration
 from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
 from fanin.load.display import Progress, emit
-from fanin.load.setup import build_config, build_requests
+from fanin.load.setup import build_config, build_requests, run_until_stopped
 
 # rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
 # building the `fanin` parser never needs them.
@@ -171,14 +170,7 @@ def _plan(args: argparse.Namespace, slots: list[int], offsets: list[float], dura
 async def _run_plan(plan, progress) -> dict[str, Any]:
     from fanin.load.runner import LoadRunner
 
-    runner = LoadRunner(plan, progress)
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, runner.stop)
-        loop.add_signal_handler(signal.SIGTERM, runner.stop)
-    except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-        pass
-    return await runner.run()
+    return await run_until_stopped(LoadRunner(plan, progress))
 
 
 def _worker_main(args: argparse.Namespace, index: int, offsets: list[float], duration: float, channel) -> None:
@@ -214,7 +206,7 @@ def _run_single(args, offsets, duration, display: Progress) -> tuple[Any, dict, 
 
 
 def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict, float, dict]:
-    from fanin.load.metrics import LoadMetrics
+    from fanin.load.metrics import LoadMetrics, merge_clients
 
     ctx = multiprocessing.get_context("spawn")
     channel = ctx.Queue()
@@ -253,16 +245,7 @@ def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict,
                 proc.terminate()
     results = [finals[i] for i in sorted(finals)]
     metrics = LoadMetrics.merge([r["snapshot"] for r in results])
-    clients = [r["client"] for r in results]
-    client = {
-        "workers": len(clients),
-        "cpu_percent_max": max(c["cpu_percent_max"] for c in clients),
-        "cpu_percent_mean": round(sum(c["cpu_percent_mean"] for c in clients) / len(clients), 1),
-        "cpu_seconds": round(sum(c["cpu_seconds"] for c in clients), 3),
-        "rss_bytes": sum(c["rss_bytes"] for c in clients),
-        "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
-        "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
-    }
+    client = merge_clients([r["client"] for r in results])
     return metrics, client, max(r["elapsed"] for r in results), _merge_windows(results)
 
 

@@ -239,3 +239,16 @@ class LoadMetrics:
                 for slot, n in timeline.items():
                     merged.active_timeline[slot] = merged.active_timeline.get(slot, 0) + n
         return merged
+
+
+def merge_clients(clients: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `client` section of several processes as one."""
+    return {
+        "workers": len(clients),
+        "cpu_percent_max": max(c["cpu_percent_max"] for c in clients),
+        "cpu_percent_mean": round(sum(c["cpu_percent_mean"] for c in clients) / len(clients), 1),
+        "cpu_seconds": round(sum(c["cpu_seconds"] for c in clients), 3),
+        "rss_bytes": sum(c["rss_bytes"] for c in clients),
+        "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
+        "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
+    }

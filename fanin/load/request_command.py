@@ -7,9 +7,7 @@ its chart in `chart.py`; this module is the glue between them and the command li
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
-import signal
 import sys
 from typing import Any
 
@@ -174,15 +172,9 @@ def _settings(args: argparse.Namespace, checked: dict[str, Any], users: int | No
 
 async def _run_plan(plan, progress) -> dict[str, Any]:
     from fanin.load.requests_mode import RequestRunner
+    from fanin.load.setup import run_until_stopped
 
-    runner = RequestRunner(plan, progress)
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, runner.stop)
-        loop.add_signal_handler(signal.SIGTERM, runner.stop)
-    except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-        pass
-    return await runner.run()
+    return await run_until_stopped(RequestRunner(plan, progress))
 
 
 def _plan(args: argparse.Namespace, checked: dict[str, Any], part: dict[str, Any]):

@@ -17,9 +17,9 @@ import time
 from typing import Any, Callable
 
 from fanin.errors import FaninError
-from fanin.load.metrics import LoadMetrics
+from fanin.load.metrics import LoadMetrics, merge_clients
 
-__all__ = ["shares", "worker_shares", "run_request_workers", "merge_clients"]
+__all__ = ["shares", "worker_shares", "run_request_workers"]
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -48,19 +48,6 @@ def worker_shares(workers: int, *, users: int | None, rate: float | None, limit:
             part.update(users=None, rate=rate / k, offset=i / rate)
         out.append(part)
     return out
-
-
-def merge_clients(clients: list[dict[str, Any]]) -> dict[str, Any]:
-    """The `client` section of several processes as one."""
-    return {
-        "workers": len(clients),
-        "cpu_percent_max": max(c["cpu_percent_max"] for c in clients),
-        "cpu_percent_mean": round(sum(c["cpu_percent_mean"] for c in clients) / len(clients), 1),
-        "cpu_seconds": round(sum(c["cpu_seconds"] for c in clients), 3),
-        "rss_bytes": sum(c["rss_bytes"] for c in clients),
-        "rss_baseline_bytes": sum(c["rss_baseline_bytes"] for c in clients),
-        "rss_growth_bytes": sum(c["rss_growth_bytes"] for c in clients),
-    }
 
 
 def _worker_main(build_plan: Callable[[dict], Any], part: dict, index: int, go, channel) -> None:

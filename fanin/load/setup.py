@@ -4,13 +4,16 @@ exactly as `fanin stream` builds them, and checked before any load starts."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+from typing import Any
 
 import orjson
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
 
-__all__ = ["build_requests", "build_config"]
+__all__ = ["build_requests", "build_config", "run_until_stopped"]
 
 
 def build_requests(args: argparse.Namespace) -> list:
@@ -41,3 +44,15 @@ def build_config(args: argparse.Namespace):
     )
     config.validate()
     return config
+
+
+async def run_until_stopped(runner: Any) -> dict[str, Any]:
+    """Run a load runner (either mode) so that Ctrl-C and SIGTERM stop it gracefully and it
+    still reports what it measured."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, runner.stop)
+        loop.add_signal_handler(signal.SIGTERM, runner.stop)
+    except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+        pass
+    return await runner.run()
