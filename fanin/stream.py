@@ -264,6 +264,24 @@ async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
         raise
 
 
+def _received_before_the_error(content: aiohttp.StreamReader) -> bytes:
+    """The bytes a broken connection had already delivered. aiohttp's reads raise the error
+    before handing out what is still buffered, and under backpressure (a slow consumer) that
+    can be many events. There is no public way to take them, so the error is set aside for
+    one non-blocking read; on an aiohttp without that attribute nothing is taken (the old
+    loss, never a crash)."""
+    error = getattr(content, "_exception", None)
+    if error is None:
+        return b""
+    content._exception = None
+    try:
+        return content.read_nowait(-1)
+    except Exception:  # whatever this aiohttp does, the caller still raises the original error
+        return b""
+    finally:
+        content._exception = error
+
+
 def _content_type_essence(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -473,15 +491,20 @@ class SSEStream:
         try:
             content = resp.content
             while True:
+                cut: Reconnect | None = None
                 try:
                     chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
                 except TimeoutError:
                     raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
                 except aiohttp.ClientPayloadError:
-                    raise Reconnect("truncated", f"connection cut mid-stream by {url}") from None
+                    chunk, cut = _received_before_the_error(content), Reconnect(
+                        "truncated", f"connection cut mid-stream by {url}")
                 except (aiohttp.ClientError, ConnectionError) as exc:
-                    raise Reconnect("network", f"connection lost from {url}: {exc.__class__.__name__}") from None
+                    chunk, cut = _received_before_the_error(content), Reconnect(
+                        "network", f"connection lost from {url}: {exc.__class__.__name__}")
                 if not chunk:
+                    if cut is not None:
+                        raise cut
                     break
                 arrival = time.monotonic_ns()
                 wall = time.time_ns()
@@ -496,6 +519,8 @@ class SSEStream:
                 if messages:
                     delivered_here += len(messages)
                     await self._deliver(deliver, messages, arrival, wall)
+                if cut is not None:
+                    raise cut
         except _NoMoreEvents:
             return  # stop_on matched: this source is done
         except Reconnect as exc:
