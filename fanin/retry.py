@@ -12,8 +12,10 @@ import email.utils
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
 
 __all__ = ["Reconnect", "ReconnectPolicy", "retry_after_seconds", "MIN_DELAY"]
 
@@ -102,6 +104,10 @@ class ReconnectPolicy:
         return wait
 
     def retrying(self, before_sleep=None) -> AsyncRetrying:
+        # Imported here: a stream that never fails (every single short `fanin stream`)
+        # does not pay tenacity's import (~10 ms of start-up).
+        from tenacity import AsyncRetrying, retry_if_exception_type
+
         return AsyncRetrying(
             retry=retry_if_exception_type(Reconnect),
             stop=self.should_stop,

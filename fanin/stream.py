@@ -10,6 +10,7 @@ stamped events, so the merger pays one queue operation per read, not per event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -291,13 +292,16 @@ class SSEStream:
 
     def __init__(self, session: aiohttp.ClientSession, source: int, request: Request,
                  config: StreamConfig, observer: StreamObserver | None = None, *,
-                 check_hop: HopCheck | None = None) -> None:
+                 check_hop: HopCheck | None = None, open_gate: asyncio.Semaphore | None = None) -> None:
         self.session = session
         self.source = source
         self.request = request
         self.config = config
         self.observer = observer or _NULL_OBSERVER
         self.check_hop = check_hop  # judges every URL (first and each redirect) before it is requested
+        # Shared by the sources of one run: bounds the requests waiting for their response
+        # headers at once (see FanIn). The connect timeout starts once a place is held.
+        self.open_gate = open_gate or contextlib.nullcontext()
         self.secrets = request.secrets  # the boundary: every text this source makes passes secrets.scrub
         self.url = self.secrets.display_url(request.url)
         self.report = SourceReport(source, self.url)
@@ -407,7 +411,7 @@ class SSEStream:
         start = time.monotonic_ns()
         trail: list[URL] = []  # the URLs requested so far: redirects are followed hop by hop
         try:
-            async with asyncio.timeout(self.config.connect_timeout):
+            async with self.open_gate, asyncio.timeout(self.config.connect_timeout):
                 resp = await request_following_redirects(
                     self.session, req.method, req.url, params=req.params or None, headers=headers,
                     data=self._body, timeout=self._timeout, is_credential=req.is_credential,

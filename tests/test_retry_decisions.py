@@ -205,3 +205,28 @@ async def test_get_is_still_retried_after_a_5xx():
     async with app_server(handler) as url:
         events, summary = await collect(Request(url))
     assert len(calls) == 2 and summary.status == "completed"
+
+
+def test_a_stream_that_never_fails_does_not_import_tenacity(sse_server):
+    """Start-up cost of a single short `fanin stream`: the retry machinery (and its
+    import) comes only with a first failure; a failing source still gets it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, asyncio, contextlib\n"
+        "from fanin.merge import FanIn\n"
+        "from fanin.stream import Request, StreamConfig\n"
+        "async def main(url):\n"
+        "    fan = FanIn([Request(url)], StreamConfig(retries=1, default_retry_ms=10, max_backoff=0.05))\n"
+        "    async with contextlib.aclosing(fan.stream()) as items:\n"
+        "        n = len([i async for i in items if type(i).__name__ == 'Event'])\n"
+        "    print(n, fan.summary.sources[0].reconnects, 'tenacity' in sys.modules)\n"
+        "asyncio.run(main(sys.argv[1]))\n"
+    )
+    healthy = subprocess.run([sys.executable, "-c", script, sse_server.url("/stream?count=3")],
+                             capture_output=True, text=True, timeout=60)
+    assert healthy.stdout.split() == ["3", "0", "False"], healthy.stderr
+    failing = subprocess.run([sys.executable, "-c", script, sse_server.url("/stream?count=3&status=503")],
+                             capture_output=True, text=True, timeout=60)
+    assert failing.stdout.split() == ["0", "1", "True"], failing.stderr
