@@ -150,7 +150,6 @@ def main() -> int:
         })
     peers = [r for r in rows if r["tool"] not in (FANIN, RAW)]
     best = min(peers, key=lambda r: r["median_s"])
-    raw = next(r for r in rows if r["tool"] == RAW)
     httpx = next(r for r in rows if r["tool"].startswith("httpx"))
     per_run = [{
         "vs_httpx_sse": round(walls[httpx["tool"]][i] / walls[FANIN][i], 2),
@@ -163,7 +162,7 @@ def main() -> int:
         [[r["tool"], f"{r['median_s']:.2f}", f"{r['events_per_s']:,}", f"{r['cpu_s']:.2f}",
           "-" if r["tool"] == FANIN else f"{r['fanin_speedup']:.2f}x"] for r in rows],
     )
-    print(f"\nper run: " + "; ".join(
+    print("\nper run: " + "; ".join(
         f"run {i + 1}: {r['vs_httpx_sse']}x httpx-sse, {r['vs_best_peer']}x best peer, {r['of_raw']} of raw"
         for i, r in enumerate(per_run)))
     print(f"best peer: {best['tool']}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
-from datetime import datetime, timezone
 
 import orjson
+from _ndjson import WallStamp
 
 _DUMPS = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -19,15 +18,7 @@ class FanInWriter:
         self.count = 0
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()  # the thread-per-stream peer writes from many threads
-        self._second = -1
-        self._prefix = ""
-
-    def _stamp(self) -> str:
-        second, rest = divmod(time.time_ns(), 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
-        return f"{self._prefix}{rest // 1000:06d}Z"
+        self._stamp = WallStamp()
 
     def write(self, source: int, url: str, event_type: str | None, data: str, event_id: str | None) -> None:
         self.count += 1

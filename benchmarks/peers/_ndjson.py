@@ -14,20 +14,27 @@ _DUMPS = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
-class NdjsonWriter:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.count = 0
-        self.out = sys.stdout.buffer
+class WallStamp:
+    """Now as UTC ISO-8601 with microseconds and `Z`, the date part formatted once a second."""
+
+    def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
 
-    def _stamp(self) -> str:
+    def __call__(self) -> str:
         second, rest = divmod(time.time_ns(), 1_000_000_000)
         if second != self._second:
             self._second = second
             self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
         return f"{self._prefix}{rest // 1000:06d}Z"
+
+
+class NdjsonWriter:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self.out = sys.stdout.buffer
+        self._stamp = WallStamp()
 
     def write(self, event_type: str | None, data: str, event_id: str | None) -> None:
         self.count += 1
