@@ -3,7 +3,6 @@ address actually connected to; private ranges only when BLOCK_PRIVATE_NETWORKS i
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
