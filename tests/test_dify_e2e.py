@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -19,44 +16,17 @@ import pytest
 
 from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for
+from tests.serverproc import serverless_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 WRONG_KEY = "app-definitely-wrong-31337"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("plugin") / "plugin.log", "w+b")  # a file, so a full pipe never blocks it
-    env = dict(os.environ, INSTALL_METHOD="serverless", SERVERLESS_HOST="127.0.0.1", SERVERLESS_PORT=str(port))
-    env.pop("BLOCK_PRIVATE_NETWORKS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError("plugin exited: " + log.read().decode()[-2000:])
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    env = {k: v for k, v in os.environ.items() if k != "BLOCK_PRIVATE_NETWORKS"}
+    with serverless_plugin(tmp_path_factory.mktemp("plugin") / "plugin.log", env=env) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

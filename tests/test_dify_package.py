@@ -10,8 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import yaml
 
 from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for
-from test_dify_e2e import Invocation, free_port
+from test_dify_e2e import Invocation
+from tests.serverproc import serverless_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
@@ -96,30 +95,13 @@ def test_requirements_are_pinned_and_the_sdk_is_recent_enough(package):
 
 def test_the_installed_package_runs_both_url_tools(installed):
     plugin, python = installed
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "BLOCK_PRIVATE_NETWORKS")}
-    env.update(INSTALL_METHOD="serverless", SERVERLESS_HOST="127.0.0.1", SERVERLESS_PORT=str(port))
-    log = open(plugin.parent / "plugin.log", "w+b")
-    proc = subprocess.Popen([str(python), "-m", "main"], cwd=plugin, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                log.seek(0)
-                raise AssertionError("the installed plugin exited: " + log.read().decode()[-2000:])
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with serverless_plugin(plugin.parent / "plugin.log", python=str(python), cwd=plugin, env=env,
+                           start_timeout=30) as (base, _proc):
         with ServerThread() as server:
             sse = Invocation(base, "sse_request", {"url": server.url("/stream?count=5")})
             chat = Invocation(base, "dify_chatflow_sse", {"api_base": server.url("/v1"),
                                                           "api_key": "app-test-completion",
                                                           "app_type": "completion", "query": "安装 ✅"})
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
     assert not sse.errors and sse.variables["status"] == "completed" and sse.variables["total_events"] == 5
     assert not chat.errors and chat.text == chat.variables["answer"] == dify_answer_for("安装 ✅", "user-e2e")

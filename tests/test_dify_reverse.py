@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -28,7 +27,8 @@ from aiohttp import web
 
 from fanin.embed.bridge import get_bridge
 from fanin.server.dify import dify_answer_for, dify_app_events
-from test_dify_e2e import Invocation, free_port, run_concurrently
+from test_dify_e2e import Invocation, run_concurrently
+from tests.serverproc import serverless_plugin as start_serverless_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = {"app-agent": "agent", "app-chatflow": "advanced-chat", "app-workflow": "workflow",
@@ -83,25 +83,9 @@ def daemon():
 
 @pytest.fixture(scope="module")
 def serverless_plugin(daemon, tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("reverse") / "plugin.log", "w+b")
-    env = dict(os.environ, INSTALL_METHOD="serverless", SERVERLESS_HOST="127.0.0.1", SERVERLESS_PORT=str(port),
-               DIFY_PLUGIN_DAEMON_URL=daemon[0])
-    proc = subprocess.Popen([sys.executable, "-m", "main"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            assert proc.poll() is None, "plugin exited"
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.05)
+    env = dict(os.environ, DIFY_PLUGIN_DAEMON_URL=daemon[0])
+    with start_serverless_plugin(tmp_path_factory.mktemp("reverse") / "plugin.log", env=env) as (base, _proc):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def picked(app_id: str, **inputs) -> dict:
