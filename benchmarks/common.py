@@ -37,7 +37,7 @@ def fanin_command() -> list[str]:
     """The installed console script when present, else the module (same code either way)."""
     byte_compile_fanin()
     script = Path(PYTHON).with_name("fanin")
-    return [str(script)] if script.exists() else [PYTHON, "-m", "fanin.cli"]
+    return [str(script)] if script.exists() else [PYTHON, "-m", "fanin"]
 
 
 def free_port() -> int:
@@ -47,20 +47,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server_process(extra: list[str] | None = None, nofile: int | None = None):
-    """`fanin serve` on a free loopback port in another process; yields its base URL."""
+def listening_process(cmd_for_port, *, preexec_fn=None):
+    """A server started as `cmd_for_port(port)` on a free loopback port in another process;
+    yields (base URL, process) once it accepts connections, and stops it on exit."""
     port = free_port()
-    cmd = [*fanin_command(), "serve", "--port", str(port), *(extra or [])]
-
-    def raise_limit() -> None:
-        if nofile:
-            import resource
-
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
-
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=raise_limit, cwd=ROOT
+        cmd_for_port(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec_fn, cwd=ROOT
     )
     try:
         deadline = time.monotonic() + 20
@@ -79,6 +71,22 @@ def server_process(extra: list[str] | None = None, nofile: int | None = None):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def server_process(extra: list[str] | None = None, nofile: int | None = None):
+    """`fanin serve` on a free loopback port in another process; yields (base URL, process)."""
+
+    def raise_limit() -> None:
+        if nofile:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(nofile, hard), hard))
+
+    with listening_process(lambda port: [*fanin_command(), "serve", "--port", str(port), *(extra or [])],
+                           preexec_fn=raise_limit) as running:
+        yield running
 
 
 def machine() -> dict:

@@ -17,17 +17,16 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PEERS, PYTHON, RESULTS, fanin_command, free_port, machine, median, print_table, save_json  # noqa: E402
+from common import (PEERS, PYTHON, RESULTS, fanin_command, listening_process, machine, median,  # noqa: E402
+                    print_table, save_json)
 from throughput import timed  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -38,26 +37,8 @@ RAW = "raw byte copy (floor)"
 
 @contextlib.contextmanager
 def prebuilt_server():
-    port = free_port()
-    proc = subprocess.Popen([PYTHON, str(HERE / "prebuilt_server.py"), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: {proc.stderr.read().decode(errors='replace').strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start within 20 s")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with listening_process(lambda port: [PYTHON, str(HERE / "prebuilt_server.py"), str(port)]) as (base, _proc):
+        yield base
 
 
 def url_file(directory: Path, base: str, streams: int, events: int) -> Path:
