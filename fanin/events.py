@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from .errors import FailureKind
+
 __all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "dumps", "format_wall_ns"]
 
 
@@ -119,7 +121,15 @@ class SourceError:
     source: int
     url: str
     error: str
+    kind: FailureKind | None = None  # what faces decide on; `error` is for people
+    http_status: int | None = None  # the last HTTP status when a response caused the failure
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After), when it did
     wall_ns: int = field(default_factory=time.time_ns)
+
+    @classmethod
+    def of(cls, report: SourceReport) -> SourceError:
+        return cls(report.source, report.url, report.error or "failed", report.kind, report.http_status,
+                   report.retry_after)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +138,9 @@ class SourceError:
             "source": self.source,
             "url": self.url,
             "error": self.error,
+            "kind": self.kind,
+            "http_status": self.http_status,
+            "retry_after": self.retry_after,
             "timestamp": format_wall_ns(self.wall_ns),
         }
 
@@ -141,7 +154,15 @@ class SourceReport:
     status: str = "pending"
     events: int = 0
     reconnects: int = 0
-    error: str | None = None
+    error: str | None = None  # one line for people; never decide on its wording
+    kind: FailureKind | None = None  # set with error: why the source failed
+    http_status: int | None = None  # the HTTP status behind the failure, when a response caused it
+    retry_after: float | None = None  # the server's Retry-After (seconds), when it sent one
+
+    def fail(self, kind: FailureKind, error: str, http_status: int | None = None,
+             retry_after: float | None = None) -> None:
+        self.status, self.kind, self.error = "failed", kind, error
+        self.http_status, self.retry_after = http_status, retry_after
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +172,9 @@ class SourceReport:
             "events": self.events,
             "reconnects": self.reconnects,
             "error": self.error,
+            "kind": self.kind,
+            "http_status": self.http_status,
+            "retry_after": self.retry_after,
         }
 
 

@@ -140,7 +140,7 @@ class FanIn:
             except Exception as exc:  # e.g. an observer's on_end raised: still this source's failure
                 stream.fail_unexpected(exc)
             if stream.report.status == "failed":
-                self._pending.append(SourceError(stream.source, stream.url, stream.report.error or "failed"))
+                self._pending.append(SourceError.of(stream.report))
         finally:
             self._live -= 1
             self._wake.set()

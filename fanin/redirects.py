@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from .errors import FaninError
+from .errors import FailureKind, FaninError
 from .redact import redact_url
 
 __all__ = ["MAX_HOPS", "REDIRECT_STATUSES", "HopCheck", "RedirectError", "origin", "request_following_redirects"]
@@ -36,7 +36,7 @@ HopCheck = Callable[[URL], Awaitable[None]]
 class RedirectError(FaninError):
     """A redirect that cannot be followed (too many, a bad or non-HTTP Location)."""
 
-    def __init__(self, message: str, kind: str = "redirect") -> None:
+    def __init__(self, message: str, kind: FailureKind = FailureKind.REDIRECT) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -95,7 +95,7 @@ async def request_following_redirects(
             except FaninError as exc:
                 if hop:
                     raise RedirectError(f"redirect from {shown} to {redact_url(str(current))} not followed: {exc}",
-                                        getattr(exc, "kind", "refused")) from None
+                                        FailureKind(getattr(exc, "kind", FailureKind.REFUSED_DESTINATION))) from None
                 raise
         trail.append(current)
         resp = await session.request(

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from .errors import FailureKind
+
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying, RetryCallState
 
@@ -30,14 +32,16 @@ _SHARED_RNG = random.Random()
 class Reconnect(Exception):
     """Raised by one connection attempt that should be followed by another.
 
-    kind: truncated | idle | refused | timeout | network | http_5xx | http_408 | http_429 | clean_end
+    kind: a FailureKind (one of RETRIED_KINDS); http_status: the response's status, if any.
     counts_as_failure: a clean end in `always` mode after events is not a failure.
     """
 
-    def __init__(self, kind: str, message: str, *, counts_as_failure: bool = True,
-                 retry_after: float | None = None, maybe_processed: bool = True) -> None:
+    def __init__(self, kind: FailureKind, message: str, *, counts_as_failure: bool = True,
+                 retry_after: float | None = None, maybe_processed: bool = True,
+                 http_status: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.http_status = http_status
         self.counts_as_failure = counts_as_failure
         self.retry_after = retry_after
         # False only when the request provably did not reach the application: the

@@ -22,7 +22,7 @@ import orjson
 from yarl import URL
 
 from .budget import process_budget
-from .errors import EventTooLargeError, FaninError, UsageError
+from .errors import EventTooLargeError, FailureKind, FaninError, UsageError
 from .events import Batch, SourceReport
 from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
 from .redact import Secrets, is_secret_name, redact_url
@@ -64,9 +64,12 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  #
 class StreamFailed(FaninError):
     """The source ended for good with an error (no further reconnect)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: FailureKind, message: str, *, http_status: int | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.http_status = http_status
+        self.retry_after = retry_after
 
 
 def _check_header(name: str, value: str, *, secret: bool = False) -> None:
@@ -283,6 +286,14 @@ def _received_before_the_error(content: aiohttp.StreamReader) -> bytes:
         content._exception = error
 
 
+def _guard_kind(exc: BaseException) -> FailureKind:
+    """The kind a destination guard (or hop check) names on its refusal."""
+    try:
+        return FailureKind(getattr(exc, "kind", FailureKind.REFUSED_DESTINATION))
+    except ValueError:
+        return FailureKind.REFUSED_DESTINATION
+
+
 def _content_type_essence(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -341,12 +352,12 @@ class SSEStream:
                 await self.policy.retrying(before_sleep=self._before_sleep)(attempt, deliver)
             self.report.status = "completed"
         except Reconnect as exc:  # retries exhausted
-            if exc.kind == "clean_end":
+            if exc.kind == FailureKind.CLEAN_END:
                 self.report.status = "completed"
             else:
-                self._fail(exc.kind, self._with_attempts(str(exc)))
+                self._fail(exc.kind, self._with_attempts(str(exc)), exc.http_status, exc.retry_after)
         except StreamFailed as exc:
-            self._fail(exc.kind, str(exc))
+            self._fail(exc.kind, str(exc), exc.http_status, exc.retry_after)
         except asyncio.CancelledError:
             if self.report.status == "pending":
                 self.report.status = "stopped"
@@ -368,11 +379,11 @@ class SSEStream:
         such a source must never end up counted as completed."""
         text = self._clean(str(exc))  # masked before the cut, never after
         text = text[:300] + ("..." if len(text) > 300 else "")
-        self._fail("internal", f"unexpected error: {exc.__class__.__name__}" + (f": {text}" if text else ""))
+        self._fail(FailureKind.INTERNAL, f"unexpected error: {exc.__class__.__name__}" + (f": {text}" if text else ""))
 
-    def _fail(self, kind: str, message: str) -> None:
-        self.report.status = "failed"
-        self.report.error = self._clean(message)
+    def _fail(self, kind: FailureKind, message: str, http_status: int | None = None,
+              retry_after: float | None = None) -> None:
+        self.report.fail(kind, self._clean(message), http_status, retry_after)
 
     def _with_attempts(self, message: str) -> str:
         attempts = self.policy.failures
@@ -390,7 +401,7 @@ class SSEStream:
                 if not self._may_resend(exc):
                     raise StreamFailed(
                         exc.kind, f"{exc}; not re-sending the {self.request.method} request, which the server"
-                        " may have acted on",
+                        " may have acted on", http_status=exc.http_status, retry_after=exc.retry_after,
                     ) from None
                 raise
         except Reconnect as exc:
@@ -418,29 +429,29 @@ class SSEStream:
                     check_hop=self.check_hop, trail=trail, shown=self.url,
                 )
         except TimeoutError:
-            raise Reconnect("timeout", f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
+            raise Reconnect(FailureKind.TIMEOUT, f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
         except RedirectError as exc:
             raise StreamFailed(exc.kind, str(exc)) from None
         except aiohttp.InvalidURL as exc:
-            raise StreamFailed("bad_url", f"bad URL {self._where(trail)!r}: {exc}") from None
+            raise StreamFailed(FailureKind.BAD_URL, f"bad URL {self._where(trail)!r}: {exc}") from None
         except aiohttp.ClientSSLError as exc:
-            raise StreamFailed("tls", f"TLS error talking to {self._where(trail)}: {exc}") from None
+            raise StreamFailed(FailureKind.TLS, f"TLS error talking to {self._where(trail)}: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, FaninError):  # a destination guard refused the address
-                raise StreamFailed(getattr(exc.os_error, "kind", "refused"),
+                raise StreamFailed(_guard_kind(exc.os_error),
                                    f"{exc.os_error} ({self._where(trail)})") from None
             refused = isinstance(exc.os_error, ConnectionRefusedError)
-            kind = "refused" if refused else "network"
+            kind = FailureKind.REFUSED if refused else FailureKind.NETWORK
             if refused:
                 reason = "connection refused"
             else:
                 reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
             raise Reconnect(kind, f"cannot connect to {self._where(trail)}: {reason}", maybe_processed=False) from None
         except aiohttp.ClientError as exc:
-            raise Reconnect("network", f"network error from {self._where(trail)}:"
+            raise Reconnect(FailureKind.NETWORK, f"network error from {self._where(trail)}:"
                                        f" {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
-            raise StreamFailed(getattr(exc, "kind", "refused"), str(exc)) from None
+            raise StreamFailed(_guard_kind(exc), str(exc)) from None
         excerpt = ""
         if 400 <= resp.status < 500 and resp.status not in (408, 429):
             excerpt = await _excerpt(resp, self.secrets)
@@ -465,22 +476,24 @@ class SSEStream:
                 resp.release()
                 shown = ctype or "none"
                 raise StreamFailed(
-                    "content_type", f"wrong content type {shown!r} from {self.url} (expected text/event-stream)"
-                )
+                    FailureKind.CONTENT_TYPE,
+                    f"wrong content type {shown!r} from {self.url} (expected text/event-stream)", http_status=status)
             return
         reason = f"HTTP {status} {resp.reason or ''}".rstrip() + f" from {self.url}"
         resp.release()
         if status == 204:
             raise _NoMoreEvents()
         if status in (408, 429) or status >= 500:
-            kind = f"http_{status}" if status in (408, 429) else "http_5xx"
+            kind = {408: FailureKind.HTTP_408, 429: FailureKind.HTTP_429}.get(status, FailureKind.HTTP_5XX)
             retry_after = _retry_after(resp)
             # 408, 429 and a 503 that names a time to come back say the request was not acted on.
             refused = status in (408, 429) or (status == 503 and retry_after is not None)
-            raise Reconnect(kind, reason, retry_after=retry_after, maybe_processed=not refused)
+            raise Reconnect(kind, reason, retry_after=retry_after, maybe_processed=not refused, http_status=status)
         if 400 <= status < 500:
-            raise StreamFailed("http_4xx", f"{reason}: {excerpt}" if excerpt else reason)
-        raise StreamFailed("http_status", f"{reason} (expected 200 with text/event-stream)")
+            raise StreamFailed(FailureKind.HTTP_4XX, f"{reason}: {excerpt}" if excerpt else reason,
+                               http_status=status, retry_after=_retry_after(resp))
+        raise StreamFailed(FailureKind.HTTP_STATUS, f"{reason} (expected 200 with text/event-stream)",
+                           http_status=status)
 
     async def _connect_and_read(self, deliver: Deliver) -> None:
         try:
@@ -499,13 +512,13 @@ class SSEStream:
                 try:
                     chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
                 except TimeoutError:
-                    raise Reconnect("idle", f"no data for {self.config.idle_timeout:g}s from {url}") from None
+                    raise Reconnect(FailureKind.IDLE, f"no data for {self.config.idle_timeout:g}s from {url}") from None
                 except aiohttp.ClientPayloadError:
                     chunk, cut = _received_before_the_error(content), Reconnect(
-                        "truncated", f"connection cut mid-stream by {url}")
+                        FailureKind.TRUNCATED, f"connection cut mid-stream by {url}")
                 except (aiohttp.ClientError, ConnectionError) as exc:
                     chunk, cut = _received_before_the_error(content), Reconnect(
-                        "network", f"connection lost from {url}: {exc.__class__.__name__}")
+                        FailureKind.NETWORK, f"connection lost from {url}: {exc.__class__.__name__}")
                 if not chunk:
                     if cut is not None:
                         raise cut
@@ -519,7 +532,7 @@ class SSEStream:
                     messages = exc.events
                     if messages:
                         await self._deliver(deliver, messages, arrival, wall)
-                    raise StreamFailed("too_large", f"{exc} from {url}") from None
+                    raise StreamFailed(FailureKind.TOO_LARGE, f"{exc} from {url}") from None
                 if messages:
                     delivered_here += len(messages)
                     await self._deliver(deliver, messages, arrival, wall)
@@ -532,10 +545,10 @@ class SSEStream:
                 raise StreamFailed(
                     exc.kind,
                     f"{exc} after {self.report.events} events; not re-sending the {self.request.method} request"
-                    " because the stream carries no event ids",
+                    " because the stream carries no event ids", http_status=exc.http_status,
                 ) from None
             if self.config.reconnect == "never":
-                raise StreamFailed(exc.kind, str(exc)) from None
+                raise StreamFailed(exc.kind, str(exc), http_status=exc.http_status, retry_after=exc.retry_after) from None
             raise
         finally:
             resp.release()
@@ -544,7 +557,7 @@ class SSEStream:
         if self.config.reconnect == "always":
             if not self._may_resend():
                 return
-            raise Reconnect("clean_end", f"stream ended by {url}", counts_as_failure=delivered_here == 0)
+            raise Reconnect(FailureKind.CLEAN_END, f"stream ended by {url}", counts_as_failure=delivered_here == 0)
 
     def _may_resend(self, exc: Reconnect | None = None) -> bool:
         """Whether the request may go out again. Idempotent methods: always. Others (POST

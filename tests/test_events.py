@@ -11,7 +11,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanin.events import Batch, Event, SourceError, SourceReport, Summary, format_wall_ns
+from fanin.errors import FailureKind
+from fanin.events import Batch, Event, SourceError, SourceReport, Summary, dumps, format_wall_ns
 from fanin.cli.writers import NdjsonWriter
 
 texts = st.text(st.characters(codec="utf-8"), max_size=40)
@@ -78,17 +79,20 @@ def test_timestamps_are_utc_iso_with_microseconds_and_z():
 
 
 def test_error_and_summary_shapes():
-    error = SourceError(1, "http://h/x", "HTTP 404 Not Found from http://h/x", wall_ns=0)
+    error = SourceError(1, "http://h/x", "HTTP 404 Not Found from http://h/x", FailureKind.HTTP_4XX, 404,
+                        wall_ns=0)
     assert error.to_dict() == {"type": "error", "status": "failed", "source": 1, "url": "http://h/x",
-                               "error": "HTTP 404 Not Found from http://h/x",
+                               "error": "HTTP 404 Not Found from http://h/x", "kind": "http_4xx",
+                               "http_status": 404, "retry_after": None,
                                "timestamp": "1970-01-01T00:00:00.000000Z"}
+    assert orjson.loads(dumps(error))["kind"] == "http_4xx"
     summary = Summary("partial", 5, 1.25, [SourceReport(0, "u", "completed", 5, 1), SourceReport(1, "v", "failed",
                                                                                            0, 0, "boom")],
                       stopped_by=None, wall_ns=0)
     d = summary.to_dict()
     assert list(d) == ["type", "status", "total_events", "connection_duration", "sources", "summary", "timestamp"]
     assert d["sources"][1] == {"source": 1, "url": "v", "status": "failed", "events": 0, "reconnects": 0,
-                               "error": "boom"}
+                               "error": "boom", "kind": None, "http_status": None, "retry_after": None}
     assert d["summary"] == "partial: 5 events from 2 sources in 1.2s, 1 failed"
     assert Summary("completed", 7, 0.5, [], stopped_by="max_events").to_dict()["stopped_by"] == "max_events"
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from yarl import URL
 
-from fanin.errors import FaninError
+from fanin.errors import FailureKind, FaninError
 
 __all__ = [
     "ALWAYS_BLOCKED",
@@ -73,7 +73,7 @@ class DestinationRefused(FaninError, OSError):
     """A connection to a refused address. An OSError too, so it travels through aiohttp's
     connect path (which wraps OSErrors) and still names the reason in one line."""
 
-    kind = "refused_destination"
+    kind = FailureKind.REFUSED_DESTINATION
 
     def __init__(self, message: str) -> None:
         FaninError.__init__(self, message)

@@ -180,6 +180,7 @@ class RequestRunner:
         self._record(probe, status, error, end_ns)
 
     def _fail(self, kind: str, message: str | None) -> None:
+        kind = str(kind)  # a FailureKind as a plain str: orjson takes only exact str as a key
         m = self.metrics
         m.requests_failed += 1
         m.errors[kind] += 1

@@ -112,6 +112,7 @@ class LoadObserver(StreamObserver):
         if self.frozen:
             return
         m = self.m
+        kind = str(kind)  # a FailureKind as a plain str: orjson takes only exact str as a key
         m.errors[kind] += 1
         if kind not in m.error_examples:
             m.error_examples[kind] = message
