@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/fanin demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench-deps: $(BENCH_STAMP)

@@ -310,9 +310,9 @@ def test_two_threads_starting_the_bridge_at_once_get_one_loop():
             barrier = threading.Barrier(12)
             got: list = []
 
-            def start() -> None:
-                barrier.wait()
-                got.append(fresh.get_bridge())
+            def start() -> None:  # the threads are joined inside this turn of the loop
+                barrier.wait()  # noqa: B023
+                got.append(fresh.get_bridge())  # noqa: B023
 
             threads = [threading.Thread(target=start) for _ in range(12)]
             for t in threads:

@@ -87,7 +87,7 @@ async def test_slow_consumer_applies_backpressure_and_memory_stays_bounded(sse_s
     peak = 0
     seen = 0
     async with contextlib.aclosing(fan.stream()) as stream:
-        async for item in stream:
+        async for _item in stream:
             seen += 1
             peak = max(peak, fan._pending_events)
             if seen % 200 == 0:

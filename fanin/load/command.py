@@ -227,7 +227,7 @@ def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict,
                 kind, index, payload = channel.get(timeout=1.0)
             except queue_module.Empty:
                 if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
-                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report")
+                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report") from None
                 continue
             if kind == "crash":
                 raise FaninError(f"load worker {index} failed: {payload}")
