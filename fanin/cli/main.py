@@ -27,6 +27,7 @@ from fanin.parser import DEFAULT_MAX_LINE_SIZE
 from fanin.stream import RECONNECT_MODES
 
 from . import runloop
+from .extras import check_extras
 from .options import add_request_arguments, byte_size, expand_urls, positive_float, whole_number
 
 __all__ = ["main", "build_parser"]
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        check_extras(args)
         if getattr(args, "urls", None):
             if "@-" in args.urls and getattr(args, "data", None) == "@-":
                 raise UsageError("stdin can feed the URL list or the body, not both")
