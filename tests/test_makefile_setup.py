@@ -85,3 +85,22 @@ def test_a_failed_install_removes_the_venv(checkout):
     assert "[1/2] creating .venv" in proc.stdout
     assert ".venv was removed, run make again" in proc.stderr
     assert not (checkout / ".venv").exists()
+
+
+def test_make_demo_runs_the_demo_then_says_how_to_run_fanin(tmp_path):
+    # the checkout's own Makefile and venv (this interpreter's), the set-up step taken as done
+    venv = Path(sys.prefix)
+    proc = make(ROOT, "demo", f"VENV={venv}", "-o", f"{venv}/.installed-dev", "-o", f"{venv}/bin/python",
+                timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the demo ran (NDJSON: make's stdout is a pipe here), its summary last before the hint
+    assert '"type":"summary","status":"completed"' in proc.stdout, proc.stdout[-1500:]
+    activate = f"source {venv}/bin/activate"
+    assert f"run '{activate}' once in this shell" in proc.stdout, proc.stdout[-1500:]
+    command = next(line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("fanin stream "))
+    # what it says works as written: after activating, `fanin` is found and runs
+    shell = subprocess.run(["bash", "-c", f"{activate} && command -v fanin && fanin --version"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines()[0] == f"{venv}/bin/fanin"
+    assert command.startswith("fanin stream 'http://127.0.0.1:8765/stream?")
