@@ -47,9 +47,10 @@ test: $(STAMP)
 
 # The library as `pip install` gets it: dist/sse_fanin-<version>-py3-none-any.whl
 # (pip install 'dist/sse_fanin-0.1.0-py3-none-any.whl[locust]' on another machine)
+DIST ?= dist
 wheel: $(STAMP)
-	$(VENV)/bin/uv build -q --wheel --out-dir dist .
-	@ls dist/sse_fanin-*.whl
+	@$(VENV)/bin/uv build -q --wheel --out-dir $(DIST) .
+	@ls $(DIST)/sse_fanin-*.whl
 
 bench-deps: $(BENCH_STAMP)
 

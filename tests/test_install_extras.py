@@ -142,3 +142,22 @@ def test_the_refusal_comes_before_any_request(bare_venv, fresh_server):
     proc = run(bare_venv, "fanin", "load", fresh_server.url("/stream?count=0&rate=1"), "-d", "5s")
     assert proc.returncode == 2
     assert fresh_server.stats.total_requests == 0
+
+
+def test_building_and_installing_this_checkout_prints_no_warning(tmp_path):
+    """What `make` runs (an editable install) and what `make wheel` makes: pip shows the build
+    backend's warnings, and none may come from our pyproject.toml (setuptools warned about the
+    license table and about its editable strategy). The machine's own pip configuration is
+    left out, so only this checkout can cause a warning."""
+    venv = tmp_path / "venv"
+    subprocess.run([str(UV), "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    for command in ([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", "-e", str(ROOT)],
+                    [*pip, "wheel", "--no-deps", "-w", str(tmp_path / "wheel"), str(ROOT)]):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        output = proc.stdout + proc.stderr
+        assert "warn" not in output.lower(), output[-3000:]
+        assert "Successfully" in output

@@ -104,3 +104,18 @@ def test_make_demo_runs_the_demo_then_says_how_to_run_fanin(tmp_path):
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.splitlines()[0] == f"{venv}/bin/fanin"
     assert command.startswith("fanin stream 'http://127.0.0.1:8765/stream?")
+
+
+def test_make_wheel_builds_the_wheel_pip_installs_with_extras(tmp_path):
+    venv = Path(sys.prefix)
+    proc = make(ROOT, "wheel", f"VENV={venv}", f"DIST={tmp_path}", "-o", f"{venv}/.installed-dev",
+                "-o", f"{venv}/bin/python", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sse_fanin-*-py3-none-any.whl")
+    assert proc.stdout.strip() == str(wheel)
+    # what the docs tell a Locust worker machine to run resolves from this file
+    # (this venv has every extra's packages, so only the wheel itself would be installed)
+    check = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", f"{wheel}[locust]"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-2000:]
+    assert "Would install sse-fanin-0.1.0" in check.stdout, check.stdout[-2000:]
