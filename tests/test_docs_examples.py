@@ -161,3 +161,30 @@ def test_example_runs_as_written(example, server_port, tmp_path):
     assert proc.returncode == 0, (f"{example.name} exited {proc.returncode}\n--- stdout\n{proc.stdout[-1500:]}"
                                   f"\n--- stderr\n{proc.stderr[-1500:]}")
     assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors of a page, plus explicit <a id="...">."""
+    text = path.read_text(encoding="utf-8")
+    found = set(re.findall(r'<a id="([^"]+)"', text))
+    in_fence = False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            title = line.lstrip("#").strip()
+            found.add(re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-"))
+    return found
+
+
+def test_every_relative_link_points_at_a_file_and_heading_that_exist():
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target):
+                continue
+            file_part, _, anchor = target.partition("#")
+            linked = (path.parent / file_part).resolve() if file_part else path
+            assert linked.exists(), f"{path.relative_to(ROOT)}: {target} does not exist"
+            if anchor and linked.suffix == ".md":
+                assert anchor in anchors(linked), f"{path.relative_to(ROOT)}: no heading #{anchor} in {file_part or path.name}"
