@@ -82,7 +82,7 @@ def test_a_failed_install_removes_the_venv(checkout):
     env = dict(os.environ, PIP_NO_INDEX="1")
     proc = make(checkout, "test", f"PYTHON={sys._base_executable}", env=env, timeout=300)
     assert proc.returncode != 0
-    assert "[1/2] creating .venv" in proc.stdout
+    assert "[1/2] creating .venv" in proc.stdout and "[2/2] installing" in proc.stdout  # progress, not silence
     assert ".venv was removed, run make again" in proc.stderr
     assert not (checkout / ".venv").exists()
 
