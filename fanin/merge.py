@@ -112,7 +112,7 @@ class FanIn:
     # ------------------------------------------------------------------ producers
     async def _deliver(self, batch: Batch) -> None:
         pending = self._pending
-        # Equal stamps: the lower source index goes first (the README, `fanin stream`, "Output"). The deque
+        # Equal stamps: the lower source index goes first (docs/cli.md, "Output"). The deque
         # is in stamp order, so the items with this stamp are a run at its end: step back
         # over every one of them from a higher source.
         stamp, source = batch.arrival_ns, batch.source
