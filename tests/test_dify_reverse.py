@@ -25,8 +25,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from fanin.embed.bridge import get_bridge
 from fanin.server.dify import dify_answer_for, dify_app_events
+from loopback_apps import serve
 from test_dify_e2e import Invocation, run_concurrently
 from tests.serverproc import serverless_plugin as start_serverless_plugin
 
@@ -68,17 +68,10 @@ def daemon():
             await asyncio.sleep(0.002)
         return response
 
-    async def start():
-        app = web.Application()
-        app.router.add_post("/backwards-invocation/transaction", transaction)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    runner = get_bridge().run(start)
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", calls
-    get_bridge().run(runner.cleanup)
+    app = web.Application()
+    app.router.add_post("/backwards-invocation/transaction", transaction)
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}", calls
 
 
 @pytest.fixture(scope="module")

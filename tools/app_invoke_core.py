@@ -22,7 +22,7 @@ from typing import Any
 from tools import params as P
 from tools.dify_answer import AnswerFolder, DifyAppError
 from tools.dify_result import result_outputs
-from tools.sse_core import ToolFailure, _split_text
+from tools.common import ToolFailure, split_text
 
 __all__ = ["AppCall", "plan_app_call", "run_app_call", "APP_CALL_TYPES", "DAEMON_CALL_CAP"]
 
@@ -93,7 +93,7 @@ def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, A
                 live = folder.feed(event)
             except DifyAppError as exc:
                 raise ToolFailure(str(exc)) from None
-            for chunk in _split_text(live):
+            for chunk in split_text(live):
                 yield ("text", chunk)
             if time.monotonic() - started > call.max_duration and not folder.finished:
                 error = f"stopped reading after max_duration ({call.max_duration:g}s); the app run goes on in Dify"
@@ -112,7 +112,7 @@ def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, A
         if close is not None:
             close()
     owed = folder.settle()
-    for chunk in _split_text(owed):
+    for chunk in split_text(owed):
         yield ("text", chunk)
     if not error and not folder.finished:
         error = "the stream ended before the app reported the end of its answer"

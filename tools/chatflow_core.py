@@ -15,7 +15,7 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -24,16 +24,17 @@ from yarl import URL
 
 from fanin.embed.bridge import BridgeDeadline, get_bridge
 from fanin.embed.netguard import AddressGuard, guard_from_env
-from fanin.errors import FaninError
+from fanin.errors import FaninError, FailureKind
 from fanin.events import SourceError
 from fanin.merge import make_session
 from fanin.redact import Secrets
 from fanin.stream import Request, StreamConfig
 
 from tools import params as P
+from tools.common import MAX_DURATION_CAP, ToolFailure, new_fanin, run_fanin, split_text
 from tools.dify_answer import AnswerFolder, DifyAppError
+from tools.dify_errors import RefusalLog, explain
 from tools.dify_result import result_outputs
-from tools.sse_core import MAX_DURATION_CAP, ToolFailure, _split_text, new_fanin, run_fanin
 
 __all__ = ["ChatflowPlan", "plan_chatflow", "run_chatflow", "APP_TYPES"]
 
@@ -57,7 +58,6 @@ class ChatflowPlan:
     api_key: str
     api_base: str = ""
     user: str = ""
-    stops_sent: list[int] = field(default_factory=list)   # HTTP statuses of stop requests (for tests)
 
 
 def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
@@ -98,58 +98,43 @@ def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
                         app_type, api_key, api_base, user)
 
 
-_WRONG_TYPE = {
-    "not_chat_app": "app_type: this Dify app is not a chat, agent or chatflow app; choose app_type workflow"
-                    " or completion",
-    "not_workflow_app": "app_type: this Dify app is not a workflow app; choose app_type chatflow (chat, agent,"
-                        " chatflow apps) or completion",
-}
-
-
-def _explain(error: str, app_type: str) -> str:
-    """Engine errors in Dify terms."""
-    for code, line in _WRONG_TYPE.items():
-        if code in error:
-            return line
-    if app_type == "completion" and "app_unavailable" in error:
-        return ("app_type: this Dify app is not a text generator (completion) app, or it is unavailable;"
-                " choose app_type chatflow or workflow to match the app")
-    if "HTTP 429" in error:
-        return f"the Dify app is rate limited; try again later ({error})"
-    if "HTTP 401" in error or "HTTP 403" in error:
-        return f"the Dify app refused the API key ({error})"
-    if "HTTP 404" in error:
-        return f"no Dify app API at this address; api_base should end in /v1 ({error})"
-    if "HTTP 400" in error:
-        return f"the Dify app rejected the request; check query, inputs and conversation_id ({error})"
-    return error
-
-
 @dataclass
 class _Leg:
     """How one connection to the app ended."""
 
     kind: str = "ended"       # ended | dropped | idle | max_duration | deadline | failed | app_error
-    error: str = ""
+    error: str = ""           # the engine's line, for people: quoted, never matched
+    failure: FailureKind | None = None
+    http_status: int | None = None
     duration: float | None = None
 
+    def failed_with(self, failure: SourceError | Any, got_events: bool) -> None:
+        """Take the engine's failure (a SourceError or SourceReport): decided on its kind."""
+        self.failure, self.http_status = failure.kind, failure.http_status
+        self.error = failure.error or "the request failed"
+        self.kind = _classify(failure.kind, failure.http_status, got_events)
 
-def _classify(error: str, got_events: bool) -> str:
+
+_CUT = frozenset({FailureKind.TRUNCATED, FailureKind.PROTOCOL})
+
+
+def _classify(kind: FailureKind | None, http_status: int | None, got_events: bool) -> str:
     """idle (the idle timeout), dropped (the connection ended mid-run: worth a resume) or failed."""
-    if "no data for" in error:
+    if kind == FailureKind.IDLE:
         return "idle"
-    if "connection cut mid-stream" in error or "connection lost" in error:
+    if kind in _CUT or (kind == FailureKind.NETWORK and got_events):
         return "dropped"
-    if got_events and "HTTP " not in error:   # any other break after the stream had begun
+    if got_events and http_status is None:   # any other break after the stream had begun
         return "dropped"
     return "failed"
 
 
 def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard: AddressGuard,
-            max_duration: float, secrets: Secrets, leg: _Leg) -> Iterator[tuple]:
+            max_duration: float, secrets: Secrets, leg: _Leg, refusals: RefusalLog) -> Iterator[tuple]:
     """One connection: fold its events into `folder`, yield live text; `leg` says how it ended."""
     try:
-        fan = new_fanin([request], config, guard=guard, max_duration=max_duration)
+        fan = new_fanin([request], config, guard=guard, max_duration=max_duration,
+                        connector_factory=refusals.session)
     except (FaninError, ValueError) as exc:
         raise ToolFailure(secrets.scrub(str(exc))) from None
     deadline = time.monotonic() + max_duration + config.connect_timeout + 15
@@ -160,7 +145,7 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
                 live: list[str] = []
                 for item in batch:
                     if type(item) is SourceError:
-                        leg.kind, leg.error = _classify(item.error, got_events), item.error
+                        leg.failed_with(item, got_events)
                         continue
                     got_events = True
                     try:
@@ -176,7 +161,7 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
                             break
                 text = "".join(live)
                 if text:
-                    for chunk in _split_text(text):
+                    for chunk in split_text(text):
                         yield ("text", chunk)
                 if leg.kind == "app_error":
                     break
@@ -190,16 +175,16 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
         if summary.stopped_by == "max_duration" and leg.kind == "ended":
             leg.kind = "max_duration"
         if leg.kind == "ended" and summary.status == "failed":
-            leg.error = next((r.error for r in summary.sources if r.error), "the request failed")
-            leg.kind = _classify(leg.error, got_events)
+            leg.failed_with(next(r for r in summary.sources if r.status == "failed"), got_events)
     if leg.kind == "ended" and not folder.finished:
         leg.kind, leg.error = "dropped", _ENDED_EARLY
 
 
-def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
-    """Ask the app to stop its run (same `user`, short timeout); best effort, never raises."""
+def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> int | None:
+    """Ask the app to stop its run (same `user`, short timeout); best effort, never raises.
+    The stop's HTTP status (0 when it could not be sent), None when there was no run to stop."""
     if not _SAFE_ID.fullmatch(task_id):
-        return
+        return None
     url = plan.api_base + _STOP_PATHS[plan.app_type].format(task_id=task_id)
 
     async def send() -> int:
@@ -211,9 +196,9 @@ def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> None:
                 return resp.status
 
     try:
-        plan.stops_sent.append(get_bridge().run(send, deadline=time.monotonic() + STOP_TIMEOUT + 1))
+        return get_bridge().run(send, deadline=time.monotonic() + STOP_TIMEOUT + 1)
     except Exception:  # the stop is a courtesy to the app; the tool's own outcome stands
-        plan.stops_sent.append(0)
+        return 0
 
 
 def _resume_request(plan: ChatflowPlan, run_id: str) -> Request:
@@ -231,11 +216,13 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
     guard = guard or guard_from_env()
     secrets = plan.request.secrets  # the engine's one secrets boundary (fanin/redact.py)
     folder = AnswerFolder(plan.app_type)
+    refusals = RefusalLog(secrets)
     started = time.monotonic()
     settled = False
+    stopped: int | None = None
     try:
         leg = _Leg()
-        yield from _follow(plan.request, plan.config, folder, guard, plan.max_duration, secrets, leg)
+        yield from _follow(plan.request, plan.config, folder, guard, plan.max_duration, secrets, leg, refusals)
         first = leg
         resumes = 0
         while _can_resume(plan, folder, leg, resumes):
@@ -246,22 +233,26 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
             folder.resume()
             again = _Leg()
             yield from _follow(_resume_request(plan, folder.ids["workflow_run_id"]), plan.config, folder, guard,
-                               left, secrets, again)
+                               left, secrets, again, refusals)
             if again.kind == "failed":   # e.g. 404: this Dify has no resume endpoint; keep the first outcome
                 leg = first
                 break
             leg = again
         if leg.kind in ("idle", "max_duration", "deadline") and not folder.finished:
-            stop_remote(plan, folder.ids["task_id"], guard)
+            stopped = stop_remote(plan, folder.ids["task_id"], guard)
         settled = True
     finally:
         if not settled and not folder.finished:   # the generator was closed (the user stopped the tool)
             stop_remote(plan, folder.ids["task_id"], guard)
-    if leg.kind in ("app_error", "failed", "idle") or (leg.kind == "dropped" and leg.error != _ENDED_EARLY):
-        raise ToolFailure(secrets.scrub(_explain(leg.error, plan.app_type)))
+    if leg.kind == "app_error":
+        raise ToolFailure(secrets.scrub(leg.error))
+    if leg.kind in ("failed", "idle") or (leg.kind == "dropped" and leg.error != _ENDED_EARLY):
+        retried = max(refusals.seen - 1, 0) if leg.http_status == 429 or leg.failure == FailureKind.HTTP_429 else 0
+        raise ToolFailure(secrets.scrub(explain(leg.failure, leg.http_status, refusals.last, leg.error,
+                                                plan.app_type, retried=retried)))
     owed = folder.settle()
     if owed:
-        for chunk in _split_text(owed):
+        for chunk in split_text(owed):
             yield ("text", chunk)
     error = ""
     if leg.kind == "max_duration":
@@ -271,8 +262,8 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
     elif not folder.finished:
         error = _ENDED_EARLY
     extra = {"resumed": resumes} if resumes else None
-    if plan.stops_sent:
-        extra = {**(extra or {}), "stop_requested": True}
+    if stopped is not None:
+        extra = {**(extra or {}), "stop_requested": True, "stop_status": stopped}
     yield from result_outputs(folder, app_type=plan.app_type, error=error, connection_duration=leg.duration,
                               extra=extra)
 

@@ -178,8 +178,6 @@ class AnswerFolder:
             self._shown_parts.append(piece)
             return piece
         return self._settle_live()
-        self._channel = ""
-        self._closing_message = False
 
     # ------------------------------------------------------------------ state
 

@@ -21,7 +21,8 @@ order; the default is the 1.x server's), `[pause]` human input then workflow_pau
 `[stopped]` the run is stopped by someone else, `[partial]` a node fails and the run ends
 partial-succeeded, `[files]`, `[cite]`, `[reasoning]`, `[big]` an answer and outputs of
 about 4.5 MB of JSON-looking text, `[hang]` the run waits until its stop endpoint is called,
-`[slow]` slower chunks, `[drop]` the connection is cut mid-run (then the resume endpoint
+`[slow]` slower chunks, `[busy]` a 429 `too_many_requests` with Retry-After: 1,
+`[quota]` a 429 `rate_limit_error` (the provider's quota), `[drop]` the connection is cut mid-run (then the resume endpoint
 replays the run from the start; with `[drop-continue]` it sends only the rest, with
 `[drop-finished]` only `workflow_finished`, with `[no-resume]` it answers 404 as older
 Dify versions do).
@@ -365,12 +366,27 @@ def _dify_route(route: str):
                 return _error_body(400, "invalid_param", "user is required")
             if body.get("response_mode") != "streaming" and mode in ("agent-chat", "agent"):
                 return _error_body(400, "bad_request", "Agent Chat App does not support blocking mode")
+            refusal = _rate_limited(_inputs_query(body))
+            if refusal is not None:
+                return refusal
             with open_stream_scope(request):
                 return await handler(request, body, mode, user)
 
         return endpoint
 
     return wrap
+
+
+def _rate_limited(query: str) -> web.Response | None:
+    """Dify's two 429s: its own limit on the app (`too_many_requests`, with Retry-After) and
+    the model provider's quota (`rate_limit_error`)."""
+    if "[busy]" in query:
+        response = _error_body(429, "too_many_requests", "Too many requests. Please try again later.")
+        response.headers["Retry-After"] = "1"
+        return response
+    if "[quota]" in query:
+        return _error_body(429, "rate_limit_error", "Rate Limit Error: the model provider's quota is exceeded.")
+    return None
 
 
 def _register(request: web.Request, run: _Run) -> _Run:
