@@ -37,6 +37,28 @@ DENIED = "permission denied, you need to enable app access in plugin manifest"
 USER = "user-e2e"
 
 
+STORAGE: dict[str, str] = {}   # the daemon's plugin storage (hex values, as the SDK sends them)
+
+
+def storage_replies(request: dict, request_id: str) -> list[dict]:
+    """The daemon's answers to the SDK's storage calls (get / set / exist / del)."""
+    opt, key = request["opt"], request["key"]
+    if opt == "set":
+        STORAGE[key] = request["value"]
+        value: object = "ok"
+    elif opt == "get":
+        if key not in STORAGE:
+            return [{"backwards_request_id": request_id, "event": "error", "message": "key not found", "data": None}]
+        value = STORAGE[key]
+    elif opt == "exist":
+        value = key in STORAGE
+    else:
+        STORAGE.pop(key, None)
+        value = "ok"
+    return [{"backwards_request_id": request_id, "event": "response", "message": "", "data": {"data": value}},
+            {"backwards_request_id": request_id, "event": "end", "message": "", "data": None}]
+
+
 def daemon_replies(request: dict, request_id: str) -> list[dict]:
     """The `data` of each backwards_response the daemon sends for one app call."""
     if request["app_id"] not in APPS:
@@ -62,7 +84,8 @@ def daemon():
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(b"\n\n")   # the daemon's heartbeat
-        for reply in daemon_replies(invoke["request"], invoke["backwards_request_id"]):
+        answer = storage_replies if invoke["type"] == "storage" else daemon_replies
+        for reply in answer(invoke["request"], invoke["backwards_request_id"]):
             line = {"session_id": session_id, "event": "backwards_response", "data": reply}
             await response.write(orjson.dumps(line) + b"\n\n")
             await asyncio.sleep(0.002)
@@ -105,6 +128,23 @@ def test_serverless_two_concurrent_calls_and_the_answer_engine(serverless_plugin
                                "inputs": {"lang": "en", "query": "agent 你好"},
                                "response_mode": "streaming", "conversation_id": "conv-7", "user": None}
     assert len({c["request_id"] for c in calls}) == len(calls) >= 3
+
+
+def test_serverless_conversation_remembered_in_the_plugin_storage(serverless_plugin, daemon):
+    _, calls = daemon
+    params = {"app": picked("app-chat"), "query": "remember me", "remember_conversation": True,
+              "show_progress": True}
+    first = Invocation(serverless_plugin, "dify_app", params)
+    assert not first.errors and first.variables["conversation_id"] == "conv-1"
+    assert any(c["type"] == "storage" and c["request"]["opt"] == "set" for c in calls)
+    Invocation(serverless_plugin, "dify_app", {**params, "query": "and again"})
+    app_calls = [c["request"] for c in calls if c["type"] == "app" and c["request"].get("query") in
+                 ("remember me", "and again")]
+    assert [c["conversation_id"] for c in app_calls] == [None, "conv-1"]
+    explicit = Invocation(serverless_plugin, "dify_app", {**params, "query": "mine", "conversation_id": "conv-9"})
+    assert not explicit.errors
+    assert [c["request"]["conversation_id"] for c in calls if c["type"] == "app"
+            and c["request"].get("query") == "mine"] == ["conv-9"]
 
 
 def test_serverless_workflow_and_completion_calls(serverless_plugin, daemon):

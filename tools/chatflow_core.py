@@ -15,23 +15,22 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
 import orjson
-from yarl import URL
 
-from fanin.embed.bridge import BridgeDeadline, get_bridge
+from fanin.embed.bridge import BridgeDeadline
 from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.errors import FaninError, FailureKind
 from fanin.events import SourceError
-from fanin.merge import make_session
 from fanin.redact import Secrets
 from fanin.stream import Request, StreamConfig
 
 from tools import params as P
 from tools.common import MAX_DURATION_CAP, ToolFailure, new_fanin, run_fanin, split_text
+from tools.conversations import ConversationStore, app_scope_for_key, conversation_key
+from tools.dify_human_input import call_app, choose_action, fetch_form, submit_form
 from tools.dify_answer import AnswerFolder, DifyAppError
 from tools.dify_errors import RefusalLog, explain
 from tools.dify_result import result_outputs
@@ -58,9 +57,20 @@ class ChatflowPlan:
     api_key: str
     api_base: str = ""
     user: str = ""
+    show_progress: bool = False
+    # human input: answer a paused run's form (form_token), or follow a paused run (workflow_run_id)
+    form_token: str = ""
+    form_inputs: dict[str, Any] = field(default_factory=dict)
+    form_action: str = ""
+    workflow_run_id: str = ""
+    # conversations: where the conversation_id came from (input | memory | new) and its store key
+    conversation_from: str = "new"
+    memory_key: str = ""
 
 
-def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
+def plan_chatflow(p: dict[str, Any], user_id: str | None, store: ConversationStore | None = None) -> ChatflowPlan:
+    """Validate every parameter up front (one-line ValueError). With `remember_conversation`,
+    `store` supplies the user's last conversation with this app unless conversation_id is given."""
     api_base = P.text(p, "api_base").strip().rstrip("/")
     if not api_base:
         raise ValueError("api_base: give the app's API base URL, e.g. https://api.dify.ai/v1")
@@ -74,12 +84,28 @@ def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
     query = P.text(p, "query")
     inputs = P.parse_json_object(p.get("inputs"), "inputs")
     user = P.text(p, "user").strip() or (user_id or "") or "dify-plugin-sse-fanin"
+    form_token = P.text(p, "form_token").strip()
+    run_id = P.text(p, "workflow_run_id").strip()
+    if run_id and not _SAFE_ID.fullmatch(run_id):
+        raise ValueError("workflow_run_id: not a Dify run id (letters, digits, - and _ only)")
+    if (form_token or run_id) and app_type == "completion":
+        raise ValueError("form_token: a text generator (completion) app has no human input; use chatflow or workflow")
+    if form_token and not run_id:
+        raise ValueError("workflow_run_id: give the paused run's workflow_run_id together with form_token")
+    remember = P.flag(p, "remember_conversation", False)
+    conversation_id = P.text(p, "conversation_id").strip()
+    conversation_from, memory_key = ("input" if conversation_id else "new"), ""
+    if remember and app_type == "chatflow":
+        memory_key = conversation_key(app_scope_for_key(api_base, api_key), user)
+        if not conversation_id and store is not None:
+            conversation_id = store.get(memory_key) or ""
+            conversation_from = "memory" if conversation_id else "new"
+    resuming = bool(form_token or run_id)
     if app_type == "chatflow":
-        if not query.strip():
+        if not query.strip() and not resuming:
             raise ValueError("query: a chatflow / chat / agent app needs a query")
         url = f"{api_base}/chat-messages"
         body: dict[str, Any] = {"inputs": inputs, "query": query, "response_mode": "streaming", "user": user}
-        conversation_id = P.text(p, "conversation_id").strip()
         if conversation_id:
             body["conversation_id"] = conversation_id
     else:
@@ -95,7 +121,10 @@ def plan_chatflow(p: dict[str, Any], user_id: str | None) -> ChatflowPlan:
     )
     request = Request(url=url, method="POST", json=body, auth_type="bearer", auth_token=api_key)
     return ChatflowPlan(request, config, P.number(p, "max_duration", 300.0, maximum=MAX_DURATION_CAP),
-                        app_type, api_key, api_base, user)
+                        app_type, api_key, api_base, user, show_progress=P.flag(p, "show_progress", False),
+                        form_token=form_token, form_inputs=P.parse_json_object(p.get("form_inputs"), "form_inputs"),
+                        form_action=P.text(p, "form_action").strip(), workflow_run_id=run_id,
+                        conversation_from=conversation_from, memory_key=memory_key)
 
 
 @dataclass
@@ -159,6 +188,9 @@ def _follow(request: Request, config: StreamConfig, folder: AnswerFolder, guard:
                         except DifyAppError as exc:
                             leg.kind, leg.error = "app_error", str(exc)
                             break
+                if folder.progress:
+                    yield ("progress", "".join(folder.progress))
+                    folder.progress.clear()
                 text = "".join(live)
                 if text:
                     for chunk in split_text(text):
@@ -185,25 +217,35 @@ def stop_remote(plan: ChatflowPlan, task_id: str, guard: AddressGuard) -> int | 
     The stop's HTTP status (0 when it could not be sent), None when there was no run to stop."""
     if not _SAFE_ID.fullmatch(task_id):
         return None
-    url = plan.api_base + _STOP_PATHS[plan.app_type].format(task_id=task_id)
-
-    async def send() -> int:
-        await guard.check_hop(URL(url))  # the same destination rules as every other request
-        timeout = aiohttp.ClientTimeout(total=STOP_TIMEOUT)
-        async with make_session(socket_factory=guard.socket_factory) as session:
-            async with session.post(url, json={"user": plan.user}, timeout=timeout, allow_redirects=False,
-                                    headers={"Authorization": f"Bearer {plan.api_key}"}) as resp:
-                return resp.status
-
+    path = _STOP_PATHS[plan.app_type].format(task_id=task_id)
     try:
-        return get_bridge().run(send, deadline=time.monotonic() + STOP_TIMEOUT + 1)
-    except Exception:  # the stop is a courtesy to the app; the tool's own outcome stands
+        return call_app(plan.api_base, plan.api_key, "POST", path, guard, body={"user": plan.user},
+                        timeout=STOP_TIMEOUT)[0]
+    except ToolFailure:  # the stop is a courtesy to the app; the tool's own outcome stands
         return 0
 
 
-def _resume_request(plan: ChatflowPlan, run_id: str) -> Request:
-    return Request(url=f"{plan.api_base}/workflow/{run_id}/events", method="GET", params=[("user", plan.user)],
+def _resume_request(plan: ChatflowPlan, run_id: str, *, after_pause: bool = False) -> Request:
+    params = [("user", plan.user)] + ([("continue_on_pause", "true")] if after_pause else [])
+    return Request(url=f"{plan.api_base}/workflow/{run_id}/events", method="GET", params=params,
                    auth_type="bearer", auth_token=plan.api_key)
+
+
+def _first_request(plan: ChatflowPlan, guard: AddressGuard) -> Request:
+    """The app's run, or (human input) the answer to a paused run's form and then that run's
+    stream from the pause on."""
+    if plan.form_token:
+        form = fetch_form(plan.api_base, plan.api_key, plan.form_token, guard)
+        action = choose_action(form, plan.form_action)
+        submit_form(plan.api_base, plan.api_key, plan.form_token, plan.form_inputs, action, plan.user, guard)
+    if plan.form_token or plan.workflow_run_id:
+        return _resume_request(plan, plan.workflow_run_id, after_pause=True)
+    return plan.request
+
+
+def _without_conversation(request: Request) -> Request:
+    body = {k: v for k, v in request.json.items() if k != "conversation_id"}
+    return replace(request, json=body)
 
 
 def _can_resume(plan: ChatflowPlan, folder: AnswerFolder, leg: _Leg, resumes: int) -> bool:
@@ -212,17 +254,31 @@ def _can_resume(plan: ChatflowPlan, folder: AnswerFolder, leg: _Leg, resumes: in
             and resumes < MAX_RESUMES and bool(_SAFE_ID.fullmatch(folder.ids["workflow_run_id"])))
 
 
-def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> Iterator[tuple]:
+def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None,
+                 store: ConversationStore | None = None) -> Iterator[tuple]:
+    """Live text ("text", piece), progress lines ("progress", lines) with show_progress, then
+    the closing variables and summary. `store` remembers the conversation (remember_conversation)."""
     guard = guard or guard_from_env()
     secrets = plan.request.secrets  # the engine's one secrets boundary (fanin/redact.py)
-    folder = AnswerFolder(plan.app_type)
+    folder = AnswerFolder(plan.app_type, track_progress=plan.show_progress)
+    folder.ids["workflow_run_id"] = plan.workflow_run_id
     refusals = RefusalLog(secrets)
     started = time.monotonic()
     settled = False
     stopped: int | None = None
+    conversation_from = plan.conversation_from
     try:
+        request = _first_request(plan, guard)
         leg = _Leg()
-        yield from _follow(plan.request, plan.config, folder, guard, plan.max_duration, secrets, leg, refusals)
+        yield from _follow(request, plan.config, folder, guard, plan.max_duration, secrets, leg, refusals)
+        if (leg.kind == "failed" and leg.http_status == 404 and conversation_from == "memory" and refusals.last
+                and refusals.last.code == "not_found"):
+            # the remembered conversation is gone in Dify (a 404 proves nothing ran): start a new one
+            if store is not None:
+                store.forget(plan.memory_key)
+            conversation_from, leg = "new (the remembered one no longer exists)", _Leg()
+            yield from _follow(_without_conversation(plan.request), plan.config, folder, guard, plan.max_duration,
+                               secrets, leg, refusals)
         first = leg
         resumes = 0
         while _can_resume(plan, folder, leg, resumes):
@@ -254,6 +310,8 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
     if owed:
         for chunk in split_text(owed):
             yield ("text", chunk)
+    if folder.progress:
+        yield ("progress", "".join(folder.progress))
     error = ""
     if leg.kind == "max_duration":
         error = f"stopped after max_duration ({plan.max_duration:g}s) before the app finished"
@@ -261,9 +319,21 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None) -> It
         error = leg.error
     elif not folder.finished:
         error = _ENDED_EARLY
-    extra = {"resumed": resumes} if resumes else None
+    form: dict[str, Any] = {}
+    if folder.status == "paused" and folder.form.get("form_token"):
+        with contextlib.suppress(ToolFailure, ValueError):   # the pause stands even when the form cannot be read
+            form = fetch_form(plan.api_base, plan.api_key, str(folder.form["form_token"]), guard)
+    extra: dict[str, Any] = {}
+    if resumes:
+        extra["resumed"] = resumes
     if stopped is not None:
-        extra = {**(extra or {}), "stop_requested": True, "stop_status": stopped}
+        extra.update(stop_requested=True, stop_status=stopped)
+    if plan.form_token:
+        extra["form_submitted"] = True
+    if plan.memory_key:
+        extra["conversation_from"] = conversation_from
+        if store is not None and folder.ids["conversation_id"]:
+            store.set(plan.memory_key, folder.ids["conversation_id"])
+            extra["conversation_remembered"] = True
     yield from result_outputs(folder, app_type=plan.app_type, error=error, connection_duration=leg.duration,
-                              extra=extra)
-
+                              extra=extra or None, form=form)

@@ -28,6 +28,8 @@ def to_messages(tool: Any, make_outputs: Callable[[], Iterator[tuple]]) -> Itera
                 yield tool.create_variable_message(output[1], output[2])
             elif kind == "json":
                 yield tool.create_json_message(output[1])
+            elif kind == "progress":   # show_progress: a live variable of its own, never the answer
+                yield tool.create_stream_variable_message("progress", output[1])
     except ToolFailure as exc:
         raise SseToolError(str(exc)) from None
     except ValueError as exc:  # a bad parameter, already one clear line
