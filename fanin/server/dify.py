@@ -9,6 +9,11 @@ paused run goes on once its form was submitted or has expired); GET and POST
 form/human_input/{form_token} (the Human Input form: 404 unknown, 412 already submitted or
 expired); GET test/stops (which stops arrived, for tests).
 
+Raw mode, for recorded streams: POST test/recordings?chunk=N with a stream's exact bytes
+returns an id; then `/v1/raw/{id}` is an API base whose chat-messages, workflows/run and
+completion-messages answer every POST with those bytes, unchanged, in writes of N bytes
+(N=0: one write), so a client's parser meets any split a network could make.
+
 The API key picks the app, as in Dify: `app-test` answers on every route with the route's
 usual app (chatflow, workflow, completion); `app-test-chat`, `app-test-agent-chat`,
 `app-test-agent` (New Agent), `app-test-advanced-chat`, `app-test-workflow` and
@@ -65,6 +70,9 @@ _DELAY = web.AppKey("dify_chunk_delay", float)
 _RUNS = web.AppKey("dify_runs", dict)
 _STOPS = web.AppKey("dify_stops", list)
 _FORMS = web.AppKey("dify_forms", dict)
+_RECORDINGS = web.AppKey("dify_recordings", dict)
+_KEPT_RECORDINGS = 64
+_RECORDING_LIMIT = 8 * 1024 * 1024
 _KEPT_RUNS = 64     # runs kept for the resume and stop endpoints (a [big] run holds ~4.5 MB)
 _KEPT_STOPS = 1000
 _BIG_PIECE = '{"k": "v", "n": [1, 2]}\n' * 2730   # ~64 KiB of text that grows by half once escaped
@@ -615,6 +623,43 @@ async def submit_form(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def add_recording(request: web.Request) -> web.Response:
+    try:
+        chunk = int(request.query.get("chunk", "0"))
+    except ValueError:
+        chunk = -1
+    if chunk < 0:
+        return _error_body(400, "invalid_param", "chunk must be a whole number of bytes >= 0")
+    payload = await request.content.read(_RECORDING_LIMIT + 1)
+    if len(payload) > _RECORDING_LIMIT:
+        return _error_body(413, "invalid_param", "a recording may hold at most 8 MiB")
+    recordings = request.app[_RECORDINGS]
+    key = uuid.uuid4().hex
+    recordings[key] = (payload, chunk)
+    while len(recordings) > _KEPT_RECORDINGS:
+        recordings.pop(next(iter(recordings)))
+    return web.json_response({"id": key, "bytes": len(payload)})
+
+
+async def replay_recording(request: web.Request) -> web.StreamResponse:
+    """Raw mode: the recorded bytes, exactly, whatever was asked."""
+    found = request.app[_RECORDINGS].get(request.match_info["recording"])
+    if found is None:
+        return _error_body(404, "not_found", "no such recording")
+    payload, chunk = found
+    await request.read()
+    with open_stream_scope(request):
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        step = chunk or max(len(payload), 1)
+        for offset in range(0, len(payload), step):
+            await response.write(payload[offset : offset + step])
+            if chunk:
+                await asyncio.sleep(0)
+        return response
+
+
 async def recorded_stops(request: web.Request) -> web.Response:
     return web.json_response(request.app[_STOPS])
 
@@ -631,6 +676,7 @@ def add_dify_routes(app: web.Application, *, api_keys: tuple[str, ...] = (DIFY_T
     app[_RUNS] = {}
     app[_STOPS] = []
     app[_FORMS] = {}
+    app[_RECORDINGS] = {}
     app.router.add_post("/v1/chat-messages", chat_messages)
     app.router.add_post("/v1/workflows/run", workflows_run)
     app.router.add_post("/v1/completion-messages", completion_messages)
@@ -641,4 +687,7 @@ def add_dify_routes(app: web.Application, *, api_keys: tuple[str, ...] = (DIFY_T
     app.router.add_get("/v1/form/human_input/{form_token}", get_form)
     app.router.add_post("/v1/form/human_input/{form_token}", submit_form)
     app.router.add_get("/v1/test/stops", recorded_stops)
+    app.router.add_post("/v1/test/recordings", add_recording)
+    for route in ("chat-messages", "workflows/run", "completion-messages"):
+        app.router.add_post(f"/v1/raw/{{recording}}/{route}", replay_recording)
     return app
