@@ -254,3 +254,17 @@ def test_the_message_boundary_hands_values_over_as_the_cores_cut_them():
     value, record = ["x" * 10] * 3, {"a": 1}
     made = list(to_messages(Collect(), lambda: iter([("text", "t"), ("variable", "v", value), ("json", record)])))
     assert made[1][2] is value and made[2][1] is record
+
+
+@pytest.mark.parametrize("language,words", [
+    ("zh_Hans", ["SSE 完成：从 1 个源接收到 3 个事件", "秒"]), ("ja_JP", ["SSE 完了", "3 件のイベント"]),
+    ("pt_BR", ["SSE concluído: 3 eventos de 1 fonte em"]), ("", ["completed: 3 events from 1 source in"]),
+])
+def test_the_summary_sentence_speaks_the_chosen_language(server, language, words):
+    _, _, summary = run({"url": server.url("/stream?count=3"), "language": language})
+    assert all(word in summary["summary"] for word in words), summary["summary"]
+
+
+def test_an_unknown_summary_language_is_one_clear_line():
+    with pytest.raises(ValueError, match="language: choose one of en_US, zh_Hans, ja_JP, pt_BR, got 'fr'"):
+        plan_sse_request({"url": "http://x", "language": "fr"})

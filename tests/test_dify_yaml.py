@@ -52,7 +52,7 @@ def test_yaml_loads_through_the_sdk_models():
     sse, chat = got["tools"]["sse_request"], got["tools"]["dify_chatflow_sse"]
     assert sse["params"] == ["url", "method", "headers", "query_params", "body", "auth_type", "auth_token",
                              "auth_header", "timeout", "idle_timeout", "max_events", "max_duration",
-                             "retry_attempts", "reconnect", "stop_on", "extract", "output_mode"]
+                             "retry_attempts", "reconnect", "stop_on", "extract", "output_mode", "language"]
     assert sse["secret"] == ["auth_token"] and chat["secret"] == ["api_key"]
     assert sse["outputs"] == sorted(["status", "total_events", "connection_duration", "answer", "events",
                                      "sources", "error"])

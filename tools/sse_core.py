@@ -27,6 +27,7 @@ from fanin.stream import MISSING, Request, StreamConfig
 from tools import params as P
 from tools.common import MAX_DURATION_CAP, ToolFailure, new_fanin, run_fanin, split_text
 from tools.message_size import VALUE_BUDGET, fit
+from tools.summary_text import LANGUAGES, summary_sentence
 
 __all__ = ["SsePlan", "plan_sse_request", "run_sse_request", "MESSAGE_BUDGET", "Output"]
 
@@ -44,6 +45,7 @@ class SsePlan:
     stop_on: str | None
     extract: tuple[str, ...] | None
     output_mode: str
+    language: str = "en_US"
 
 
 def plan_sse_request(p: dict[str, Any]) -> SsePlan:
@@ -88,7 +90,16 @@ def plan_sse_request(p: dict[str, Any]) -> SsePlan:
         stop_on=stop_on.strip() if stop_on.strip() else None,
         extract=extract,
         output_mode=output_mode,
+        language=_language(p),
     )
+
+
+def _language(p: dict[str, Any]) -> str:
+    value = P.text(p, "language").strip() or "en_US"
+    by_lower = {name.lower(): name for name in LANGUAGES}
+    if value.lower() not in by_lower:
+        raise ValueError(f"language: choose one of {', '.join(LANGUAGES)}, got {value[:40]!r}")
+    return by_lower[value.lower()]
 
 
 def _extracted_text(data: str, parts: tuple[str, ...]) -> str | None:
@@ -189,6 +200,7 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
     record = summary.to_dict()
     record["sources"] = sources
     record["error"] = error_text or None
+    record["summary"] = summary_sentence(summary, plan.language)
     record["events_returned"] = len(events)
     if events_capped:
         record["events_truncated"] = True
