@@ -165,3 +165,11 @@ def test_human_input_and_progress_under_the_plugin_runtime(plugin, server):
     again = Invocation(plugin, "dify_chatflow_sse", {**base, "workflow_run_id": v["workflow_run_id"],
                                                      "form_token": v["form_token"], "form_action": "approve"})
     assert [e["message"] for e in again.errors if "HTTP 412" in e.get("message", "")], again.errors
+
+
+def test_the_two_429s_under_the_plugin_runtime(plugin, server):
+    base = {"api_base": server.url("/v1"), "api_key": "app-test"}
+    quota = Invocation(plugin, "dify_chatflow_sse", {**base, "query": "[quota] x"})
+    busy = Invocation(plugin, "dify_chatflow_sse", {**base, "query": "[busy] x"})
+    assert "(rate_limit_error); not retried" in quota.errors[0]["message"]
+    assert "(too_many_requests)" in busy.errors[0]["message"] and "retried 2 times" in busy.errors[0]["message"]

@@ -25,6 +25,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for, dify_app_events
 from loopback_apps import serve
 from test_dify_e2e import Invocation, run_concurrently
@@ -145,6 +146,18 @@ def test_serverless_conversation_remembered_in_the_plugin_storage(serverless_plu
     assert not explicit.errors
     assert [c["request"]["conversation_id"] for c in calls if c["type"] == "app"
             and c["request"].get("query") == "mine"] == ["conv-9"]
+
+
+def test_serverless_api_key_tool_remembers_the_conversation_too(serverless_plugin, daemon):
+    with ServerThread() as server:
+        params = {"api_base": server.url("/v1"), "api_key": "app-test-chat", "query": "first",
+                  "remember_conversation": True}
+        first = Invocation(serverless_plugin, "dify_chatflow_sse", params)
+        second = Invocation(serverless_plugin, "dify_chatflow_sse", {**params, "query": "second"})
+    assert not first.errors and not second.errors
+    assert second.variables["conversation_id"] == first.variables["conversation_id"] != ""
+    summaries = [p["message"]["json_object"] for p in second.payloads if p["type"] == "json"]
+    assert summaries[-1]["conversation_from"] == "memory"
 
 
 def test_serverless_workflow_and_completion_calls(serverless_plugin, daemon):
