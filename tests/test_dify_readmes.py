@@ -82,3 +82,15 @@ def test_the_seed_plugin_migration_names_each_change_and_its_option(lang):
     for option in ("`output_mode: ndjson`", "`events_returned`", "`events`", "`language: zh_Hans`",
                    '{"type": "error"', "`error`"):
         assert option in migration, (lang, option)
+
+
+def test_docs_dify_lists_every_parameter_with_its_english_and_chinese_label():
+    docs = (ROOT / "docs" / "dify.md").read_text(encoding="utf-8")
+    for tool in TOOLS:
+        doc = yaml.safe_load((ROOT / "tools" / f"{tool}.yaml").read_text(encoding="utf-8"))
+        part = docs[docs.index(f"#### `{tool}` parameters"):]
+        for p in doc["parameters"]:
+            row = next((line for line in part.splitlines() if line.startswith(f"| `{p['name']}`")), "")
+            assert f"| {p['label']['en_US']} | {p['label']['zh_Hans']} |" in row, (tool, p["name"])
+        _, outputs = tool_names(tool)
+        assert all(f"`{name}`" in docs for name in outputs)

@@ -133,10 +133,14 @@ def test_serverless_two_concurrent_calls_and_the_answer_engine(serverless_plugin
 
 def test_serverless_conversation_remembered_in_the_plugin_storage(serverless_plugin, daemon):
     _, calls = daemon
-    params = {"app": picked("app-chat"), "query": "remember me", "remember_conversation": True,
+    params = {"app": picked("app-chatflow"), "query": "remember me", "remember_conversation": True,
               "show_progress": True}
     first = Invocation(serverless_plugin, "dify_app", params)
     assert not first.errors and first.variables["conversation_id"] == "conv-1"
+    progress = "".join(p["message"]["variable_value"] for p in first.payloads if p["type"] == "variable"
+                       and p["message"]["variable_name"] == "progress" and p["message"]["stream"])
+    assert [orjson.loads(line)["event"] for line in progress.splitlines()][:2] == ["node_started", "node_finished"]
+    assert first.text == first.variables["answer"] == dify_answer_for("remember me", USER)
     assert any(c["type"] == "storage" and c["request"]["opt"] == "set" for c in calls)
     Invocation(serverless_plugin, "dify_app", {**params, "query": "and again"})
     app_calls = [c["request"] for c in calls if c["type"] == "app" and c["request"].get("query") in
