@@ -4,9 +4,16 @@ stream only the answer, and end with the ids, usage, outputs, files and citation
 Every app type: chat, agent, New Agent and chatflow apps (`chatflow`, POST /chat-messages),
 workflow apps (`workflow`, POST /workflows/run) and text generators (`completion`, POST
 /completion-messages). The events are folded by tools/dify_answer.py (shared with the app
-picker). The POST is never re-sent; a dropped run is followed again with
+picker). The POST is re-sent only when Dify proved it did not run it (a 429
+`too_many_requests`); a dropped run is followed again with
 `GET /workflow/{workflow_run_id}/events` where the Dify version has it. When the tool gives
-up early it asks the app to stop, so the run does not keep spending tokens.
+up early it asks the app to stop, so the run does not keep spending tokens. Every such
+decision is made on the failure's typed kind, HTTP status and Dify's error code
+(tools/dify_errors.py), never on a message's wording.
+
+A second call answers a paused run's human input form and streams the rest
+(tools/dify_human_input.py); `remember_conversation` keeps the user's conversation
+(tools/conversations.py); `show_progress` yields ("progress", lines) beside the text.
 """
 
 from __future__ import annotations

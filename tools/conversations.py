@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Protocol
 
-__all__ = ["ConversationStore", "PluginStorage", "DictStore", "conversation_key"]
+__all__ = ["ConversationStore", "PluginStorage", "DictStore", "conversation_key", "app_scope_for_key"]
 
 
 class ConversationStore(Protocol):
