@@ -8,9 +8,11 @@ import os
 
 import orjson
 import pytest
+from aiohttp import web
 
 from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for, dify_resumed_answer
+from loopback_apps import serve
 from test_dify_e2e import Invocation
 from tests.serverproc import serverless_plugin
 from tools.chatflow_core import plan_chatflow, run_chatflow
@@ -135,6 +137,24 @@ def test_show_progress_streams_steps_apart_from_the_answer(server):
             "status": "exception", "elapsed_time": 0.01, "error": "timeout"} in steps
     assert text == v["answer"] == dify_answer_for(query, USER) and "node_" not in text
     assert call(server, query=query)[3] == ""
+
+
+def test_a_form_refusal_that_quotes_the_key_never_shows_it():
+    secret = "app-hostile-echo-0123456789"
+
+    async def echo_key(request: web.Request) -> web.Response:
+        said = request.headers.get("Authorization", "")
+        return web.json_response({"code": "invalid_param", "message": f"you sent {said}", "status": 400},
+                                 status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/form/human_input/{token}", echo_key)
+    with serve(app) as port:
+        with pytest.raises(ToolFailure) as info:
+            list(run_chatflow(plan_chatflow({"api_base": f"http://127.0.0.1:{port}/v1", "api_key": secret,
+                                             "workflow_run_id": "run-1", "form_token": "tok-1",
+                                             "form_action": "approve"}, USER)))
+    assert "HTTP 400 invalid_param" in str(info.value) and secret not in str(info.value)
 
 
 # ---------------------------------------------------------------- the real plugin runtime

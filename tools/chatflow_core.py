@@ -275,7 +275,10 @@ def run_chatflow(plan: ChatflowPlan, *, guard: AddressGuard | None = None,
     stopped: int | None = None
     conversation_from = plan.conversation_from
     try:
-        request = _first_request(plan, guard)
+        try:
+            request = _first_request(plan, guard)
+        except ToolFailure as exc:   # a form call's refusal may quote what the server was sent
+            raise ToolFailure(secrets.scrub(str(exc))) from None
         leg = _Leg()
         yield from _follow(request, plan.config, folder, guard, plan.max_duration, secrets, leg, refusals)
         if (leg.kind == "failed" and leg.http_status == 404 and conversation_from == "memory" and refusals.last
