@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), not a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"fanin: error: {message}\n")
 
 
 # --------------------------------------------------------------------------- parser
@@ -61,7 +61,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("urls", nargs="+", metavar="URL", help="stream URL; @FILE reads URLs from a file (@- stdin)")
     add_request_arguments(s)
     g = s.add_argument_group("limits and reconnects")
-    g.add_argument("--max-events", type=whole_number(1), help="stop after N events in all")
+    g.add_argument("--max-events", type=whole_number(1), metavar="N", help="stop after N events in all")
     g.add_argument("--max-duration", type=duration("--max-duration"), metavar="TIME",
                    help="stop after this long (e.g. 30, 2.5, 500ms, 2s, 1m, 1h; a bare number is seconds)")
     g.add_argument("--timeout", type=duration("--timeout"), default=30.0, metavar="TIME",
@@ -69,8 +69,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--idle-timeout", type=duration("--idle-timeout"), metavar="TIME",
                    help="reconnect when a stream sends nothing for this long (default: never)")
     g.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
-                   help="retries per source after failed attempts in a row, so N+1 attempts in all"
-                        " (default 3; 0: never retry)")
+                   help="how often a source is retried after failed attempts in a row"
+                        " (default 3, so 4 attempts; 0: never)")
     g.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
                    help="when to open a stream again: error = only after an abnormal end (the default);"
                         " always = also after a clean end, as a browser does; never")

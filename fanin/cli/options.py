@@ -15,7 +15,7 @@ from fanin.errors import UsageError
 from fanin.extract import parse_path
 from fanin.stream import MISSING, Request
 
-from .durations import parse_duration
+from .durations import FORMS, parse_duration
 from .url_lists import expand_urls
 
 __all__ = ["positive_float", "whole_number", "byte_size", "header_pair", "query_pair", "duration", "json_path",
@@ -30,8 +30,7 @@ def duration(option: str, *, default_unit: str = "s", allow_zero: bool = False):
         try:
             value = parse_duration(text, option=option, default_unit=default_unit)
         except UsageError as exc:
-            raise argparse.ArgumentTypeError(
-                f"bad duration {text!r} (use e.g. 2, 2.5, 500ms, 2s, 1m or 1h)") from exc
+            raise argparse.ArgumentTypeError(f"bad duration {text!r} ({FORMS})") from exc
         if value <= 0 and not allow_zero:
             raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
         return value

@@ -252,7 +252,8 @@ def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict,
 def run_load(args: argparse.Namespace) -> int:
     """Run the load test; 0 ok, 1 a threshold breached or nothing could connect. Bad
     usage raises UsageError, which `fanin`'s main turns into one line and exit 2."""
-    from fanin.load.report import build_report, evaluate_thresholds, parse_threshold
+    from fanin.load.report import build_report, evaluate_thresholds, format_actual, parse_threshold
+    from fanin.wording import plural
 
     if args.mode == "requests":
         from fanin.load.request_command import run_requests
@@ -322,12 +323,11 @@ def run_load(args: argparse.Namespace) -> int:
     report["passed"] = not breached and not nothing_connected and not client_errors
     emit(args, report)
     for r in breached:
-        actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
-        print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
+        print(f"fanin: error: threshold breached: {r['threshold']} (actual {format_actual(r)})", file=sys.stderr)
     if client_errors:
-        print(f"fanin load: error: {client_errors} stream(s) stopped on a client-side error "
+        print(f"fanin: error: {plural(client_errors, 'stream')} stopped on a client-side error "
               f"({report['errors']['examples'].get('client')})", file=sys.stderr)
     if nothing_connected:
         example = next(iter(report["errors"]["examples"].values()), "no connection opened")
-        print(f"fanin load: error: no connection could be opened ({example})", file=sys.stderr)
+        print(f"fanin: error: no connection could be opened ({example})", file=sys.stderr)
     return 0 if report["passed"] else 1
