@@ -202,4 +202,4 @@ def test_serve_access_log_writes_one_line_per_request_to_stderr(tmp_path):
 def test_serve_on_a_taken_port_is_one_error_line(sse_server):
     result = run("serve", "--port", str(sse_server.port))
     assert result.returncode == 1
-    assert result.stderr.decode().startswith(f"fanin: error: cannot listen on 127.0.0.1:{sse_server.port}: ")
+    assert result.stderr.decode() == f"fanin: error: cannot listen on 127.0.0.1:{sse_server.port}: address already in use\n"

@@ -267,8 +267,10 @@ class PrettyWriter(StreamObserver):
         if not text:
             return
         if self.terminal:
+            from rich.text import Text
+
             colour = _SOURCE_COLOURS[batch.source % len(_SOURCE_COLOURS)]
-            self.console.print(text, style=colour if self.flow.prefixed else None, end="", soft_wrap=True)
+            self.console.print(Text(text, style=colour if self.flow.prefixed else ""), end="", soft_wrap=True)
         else:
             self.out.write(text)
 
@@ -333,6 +335,7 @@ class PrettyWriter(StreamObserver):
     def _summary_table(self, title: str, rows: list[tuple[str, ...]]) -> None:
         from rich import box
         from rich.table import Table
+        from rich.text import Text
 
         styles = {"completed": "green", "failed": "red", "stopped": "yellow"}
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(_COLUMNS[:4])]
@@ -341,9 +344,9 @@ class PrettyWriter(StreamObserver):
         for name in _COLUMNS:
             table.add_column(name, overflow="fold", no_wrap=name != "url",
                              justify="right" if name in ("events", "reconnects") else "left")
-        for source, status, events, reconnects, url in rows:
-            table.add_row(source, f"[{styles.get(status, 'white')}]{status}[/]", events, reconnects,
-                          shorten_middle(url, room))
+        for source, status, events, reconnects, url in rows:  # Text: a URL's [brackets] are not markup
+            table.add_row(source, Text(status, style=styles.get(status, "white")), events, reconnects,
+                          Text(shorten_middle(url, room)))
         self.console.print(table)
 
     def _summary_lines(self, title: str, rows: list[tuple[str, ...]]) -> None:

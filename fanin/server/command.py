@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 
@@ -26,7 +27,9 @@ async def _serve_forever(args: argparse.Namespace) -> int:
     try:
         runner, port = await start_server(args.host, args.port, access_log=getattr(args, "access_log", False))
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        # aiohttp's text repeats the address ("error while attempting to bind on address ..."):
+        # the errno's own words are enough after ours
+        reason = os.strerror(exc.errno).lower() if exc.errno else (exc.strerror or str(exc))
         print(f"fanin: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
