@@ -163,8 +163,9 @@ def test_a_breached_threshold_line_has_the_prefix_and_a_unit(sse_server):
                      result.stderr.decode(), re.M), result.stderr
 
 
-def test_retries_and_reconnect_say_their_defaults():
-    help_text = " ".join(run("stream", "--help").stdout.decode().split())
+@pytest.mark.parametrize("command", ["stream", "load"])
+def test_retries_and_reconnect_say_their_defaults(command):
+    help_text = " ".join(run(command, "--help").stdout.decode().split())
     assert re.search(r"--retries N [^-]*\(default 3, so 4 attempts", help_text)
     assert re.search(r"--reconnect \{error,always,never\} [^-]*error = only after an abnormal end \(the default\)",
                      help_text)

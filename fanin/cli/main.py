@@ -20,10 +20,9 @@ from .lazy_tls import import_aiohttp
 
 import_aiohttp()  # before anything imports aiohttp: its CA bundle loads on first TLS use
 from fanin.parser import DEFAULT_MAX_LINE_SIZE
-from fanin.stream import RECONNECT_MODES
 
 from . import runloop
-from .options import (add_request_arguments, byte_size, duration, expand_urls, json_path, request_method,
+from .options import (add_reconnect_arguments, add_request_arguments, byte_size, duration, expand_urls, json_path, request_method,
                       whole_number)
 
 __all__ = ["main", "build_parser"]
@@ -68,12 +67,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="connect timeout: connect and response headers (default 30s)")
     g.add_argument("--idle-timeout", type=duration("--idle-timeout"), metavar="TIME",
                    help="reconnect when a stream sends nothing for this long (default: never)")
-    g.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
-                   help="how often a source is retried after failed attempts in a row"
-                        " (default 3, so 4 attempts; 0: never)")
-    g.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
-                   help="when to open a stream again: error = only after an abnormal end (the default);"
-                        " always = also after a clean end, as a browser does; never")
+    add_reconnect_arguments(g)
     g.add_argument("--stop-on", metavar="TEXT", help="end a source when an event's data equals TEXT, e.g. [DONE]")
     g.add_argument("--last-event-id", default="", metavar="ID", help="resume from a known event id")
     g.add_argument("--max-line-size", type=byte_size, default=DEFAULT_MAX_LINE_SIZE, metavar="BYTES",

@@ -19,7 +19,7 @@ from .durations import FORMS, parse_duration
 from .url_lists import expand_urls
 
 __all__ = ["positive_float", "whole_number", "byte_size", "header_pair", "query_pair", "duration", "json_path",
-           "request_method", "add_request_arguments", "read_body", "expand_urls", "requests_from_args"]
+           "request_method", "add_request_arguments", "add_reconnect_arguments", "read_body", "expand_urls", "requests_from_args"]
 
 
 def duration(option: str, *, default_unit: str = "s", allow_zero: bool = False):
@@ -126,6 +126,18 @@ def add_request_arguments(parser: argparse.ArgumentParser, *, body_flags: tuple[
     g.add_argument("--api-key-header", default="Authorization", metavar="NAME",
                    help="header for --api-key (default Authorization)")
     return g
+
+
+def add_reconnect_arguments(group: argparse._ArgumentGroup) -> None:
+    """--retries and --reconnect, worded (and defaulted) the same in `fanin stream` and `fanin load`."""
+    from fanin.stream import RECONNECT_MODES
+
+    group.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
+                       help="how often a source is retried after failed attempts in a row"
+                            " (default 3, so 4 attempts; 0: never)")
+    group.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
+                       help="when to open a stream again: error = only after an abnormal end (the default);"
+                            " always = also after a clean end, as a browser does; never")
 
 
 def read_body(value: str | None) -> bytes | None:

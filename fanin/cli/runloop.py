@@ -56,9 +56,12 @@ class StopSignals:
         return SIGNAL_WORDS.get(self.received or 0, "stopped")
 
     def install(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
-        """Handle both signals until remove(); `stop` is used when on_stop is None. Does
+        """Handle both signals until remove(); `stop` is used when on_stop is None (on_stop
+        is read when the signal comes, so a run may set it once its runner exists). Does
         nothing outside the main thread (signals can only be handled there)."""
-        action = self.on_stop or stop
+
+        def action() -> None:
+            (self.on_stop or stop)()
 
         def handler(signum: int, frame: object) -> None:
             if self.received is not None:  # the second signal: the user insists
