@@ -79,3 +79,12 @@ def test_a_stream_that_drops_is_reconnecting_with_its_attempt(sse_server):
     assert result.returncode == 0
     assert re.search(r"^\[0\] connection cut mid-stream.*; reconnecting \(attempt 2 of 4\)$", out, re.M), out
     assert re.search(r"^0 +completed +6 +1  http", out, re.M), out
+
+
+def test_the_demo_fits_80_columns_on_a_terminal():
+    status, screen = run_in_pty([*FANIN, "demo"], columns=80, env=ENV, cwd=ROOT, timeout=60)
+    plain = ANSI.sub("", screen)
+    assert status == 0
+    assert max(len(line) for line in plain.splitlines()) <= 80, plain
+    assert "reconnecting (attempt 2 of 4)" in plain.replace("\n", " ")
+    assert re.search(r"^ *2 +completed +45 +3 +http://127\.0\.0\.1:", plain, re.M), plain

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import textwrap
 
 from fanin.stream import Request, StreamConfig, StreamObserver
 
+from .console import is_terminal, terminal_width
 from .fd_limit import check_open_files
 from .options import requests_from_args
 from .writers import make_writer, output_errors
@@ -74,8 +76,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         ]
         fmt = default_format(args.format)
         if fmt != "ndjson":
-            print(f"fanin: demo: built-in server on http://127.0.0.1:{server.port}; fanning in {len(urls)} streams"
-                  " (the third drops its connection every 12 events and resumes with Last-Event-ID)",
-                  file=sys.stderr, flush=True)
+            banner = (f"fanin: demo: built-in server on http://127.0.0.1:{server.port}; fanning in {len(urls)}"
+                      " streams (the third drops its connection every 12 events and resumes with Last-Event-ID)")
+            if is_terminal(2):  # wrapped at the terminal's width, between words
+                banner = textwrap.fill(banner, width=terminal_width(2), break_long_words=False)
+            print(banner, file=sys.stderr, flush=True)
         fan = FanIn([Request(url=u) for u in urls], StreamConfig(idle_timeout=5), max_duration=15)
         return await consume(fan, fmt, n_sources=len(urls))
