@@ -188,3 +188,22 @@ def test_stop_signals_let_a_runner_stop_itself_and_report_the_signal(tmp_path):
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == code and out == f"interrupt {int(sig)}\n"
+
+
+def test_a_non_blocking_stdout_loses_nothing(sse_server):
+    """A pipe left non-blocking by whoever started us (some shells and runtimes do): a full
+    pipe is waited for, not a silent loss of the rest of the run."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    proc = subprocess.Popen([*FANIN, "stream", sse_server.url("/stream?count=20000&size=100&tag=nonblock"),
+                             "--format", "ndjson"], stdout=write_end, stderr=subprocess.PIPE, env=ENV, cwd=ROOT)
+    os.close(write_end)
+    time.sleep(1)  # let the pipe fill while nobody reads
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.read(1 << 16):
+            chunks.append(chunk)
+    _, err = proc.communicate(timeout=60)
+    lines = b"".join(chunks).splitlines()
+    assert proc.returncode == 0 and err == b""
+    assert len(lines) == 20001 and orjson.loads(lines[-1])["total_events"] == 20000

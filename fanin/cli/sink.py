@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 
 __all__ = ["Sink", "TextSink", "PIECE", "stdout_sink"]
 
@@ -25,7 +26,11 @@ class Sink:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
         while view:
-            written = os.write(self.fd, view[:PIECE])  # EINTR is retried by Python (PEP 475)
+            try:
+                written = os.write(self.fd, view[:PIECE])  # EINTR is retried by Python (PEP 475)
+            except BlockingIOError:  # a descriptor left non-blocking by whoever started us
+                select.select([], [self.fd], [])
+                continue
             if written <= 0:
                 raise OSError(errno.EIO, "the output took no bytes")
             view = view[written:]

@@ -149,11 +149,11 @@ class ExtractFlow:
             piece = text_at(message[1], self.path)
             if not piece:
                 continue
-            if self.source != batch.source and (self.prefixed or self.source is not None):
-                if self.open:
-                    parts.append("\n")
-                if self.prefixed:
-                    parts.append(f"[{batch.source}] ")
+            if self.source != batch.source and self.open:
+                parts.append("\n")
+                self.open = False
+            if self.prefixed and not self.open:  # a line of its own: say whose
+                parts.append(f"[{batch.source}] ")
             self.source = batch.source
             parts.append(piece)
             self.open = not piece.endswith("\n")
