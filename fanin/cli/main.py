@@ -2,8 +2,9 @@
 
 Exit status: 0 every source completed, 1 a source failed (or the output cannot be written),
 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Every error is one line on
-stderr, never a traceback; with --format ndjson stdout holds only JSON lines. An interrupted
-or terminated `fanin stream` still writes its summary, with `stopped_by: "interrupt"`.
+stderr starting `fanin: error: ` (or `fanin: source N failed: `), never a traceback; with
+--format ndjson stdout holds only JSON lines. An interrupted or terminated `fanin stream`
+still writes its summary, with `stopped_by: "interrupt"` (runloop.StopSignals).
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ import_aiohttp()  # before anything imports aiohttp: its CA bundle loads on firs
 from fanin.parser import DEFAULT_MAX_LINE_SIZE
 
 from . import runloop
-from .options import (add_reconnect_arguments, add_request_arguments, byte_size, duration, expand_urls, json_path, request_method,
-                      whole_number)
+from .options import (
+    add_reconnect_arguments,
+    add_request_arguments,
+    byte_size,
+    duration,
+    expand_urls,
+    json_path,
+    request_method,
+    whole_number,
+)
 
 __all__ = ["main", "build_parser"]
 

@@ -238,29 +238,43 @@ class PrettyWriter(StreamObserver):
         self._failures: dict[int, int] = {}   # consecutive failed attempts, as the engine counts them
         self._connected: set[int] = set()
         self._reconnects: dict[int, int] = {}
+        self._held: list[str] | None = None  # piped: lines of the batch being written
 
     # ------------------------------------------------------------------ lines
+    def _write(self, text: str) -> None:
+        if self._held is not None:
+            self._held.append(text)
+        else:
+            self.out.write(text)
+
     def _print(self, text) -> None:
         if self.flow is not None and self.flow.open:
-            self.out.write(self.flow.end_line())
+            self._write(self.flow.end_line())
         if self.terminal:
             self.console.print(text)
         else:
-            self.out.write(text.plain.rstrip() + "\n")
+            self._write(text.plain.rstrip() + "\n")
 
     def batch(self, items: list) -> None:
         from rich.text import Text
 
-        for item in items:
-            if type(item) is Batch:
-                self._failures.pop(item.source, None)  # it delivered: the engine's count starts again
-                if self.flow is not None:
-                    self._flow_text(item)
-                    continue
-                for event in item.events():
-                    self._event_line(event)
-            else:
-                self._print(Text(f"[{item.source}] failed: {item.error}", style="bold red"))
+        if not self.terminal:  # piped: the batch's lines go out in one write
+            self._held = []
+        try:
+            for item in items:
+                if type(item) is Batch:
+                    self._failures.pop(item.source, None)  # it delivered: the engine's count starts again
+                    if self.flow is not None:
+                        self._flow_text(item)
+                        continue
+                    for event in item.events():
+                        self._event_line(event)
+                else:
+                    self._print(Text(f"[{item.source}] failed: {item.error}", style="bold red"))
+        finally:
+            held, self._held = self._held, None
+            if held:
+                self.out.write("".join(held))
 
     def _flow_text(self, batch: Batch) -> None:
         text = self.flow.text(batch)
@@ -272,7 +286,7 @@ class PrettyWriter(StreamObserver):
             colour = _SOURCE_COLOURS[batch.source % len(_SOURCE_COLOURS)]
             self.console.print(Text(text, style=colour if self.flow.prefixed else ""), end="", soft_wrap=True)
         else:
-            self.out.write(text)
+            self._write(text)
 
     def _event_line(self, item) -> None:
         from rich.text import Text
