@@ -207,3 +207,17 @@ def test_a_non_blocking_stdout_loses_nothing(sse_server):
     lines = b"".join(chunks).splitlines()
     assert proc.returncode == 0 and err == b""
     assert len(lines) == 20001 and orjson.loads(lines[-1])["total_events"] == 20000
+
+
+def test_a_long_url_is_never_echoed_whole_into_an_error_line(sse_server):
+    url = sse_server.url("/stream?status=404&pad=") + "p" * 4000
+    code, out, err, _ = run_measured(["stream", url, "--format", "ndjson", "--retries", "0"])
+    line = one_line(err)
+    assert code == 1 and line.startswith("fanin: source 0 failed: HTTP 404")
+    assert len(line) < 500 and "…" in line
+    records = [orjson.loads(x) for x in out.splitlines()]
+    assert records[-1]["sources"][0]["url"] == url  # ndjson keeps its fields whole
+    bad = "http://127.0.0.1:1:2/x?" + "q" * 5000  # refused by the engine's URL check: a usage error
+    code, _, err, _ = run_measured(["stream", bad])
+    line = one_line(err)
+    assert code == 2 and line.startswith("fanin: error: ") and len(line) < 500

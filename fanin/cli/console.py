@@ -8,10 +8,12 @@ into the pipe. Here the width is that of the stream written to, or none at all."
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from typing import Any
 
-__all__ = ["is_terminal", "terminal_width", "make_console", "shorten_middle", "DEFAULT_WIDTH"]
+__all__ = ["is_terminal", "terminal_width", "make_console", "shorten_middle", "shown_error", "DEFAULT_WIDTH",
+           "URL_IN_ERROR"]
 
 DEFAULT_WIDTH = 80
 
@@ -52,6 +54,20 @@ def shorten_middle(text: str, width: int) -> str:
         return text
     if width <= 1:
         return "…"[:width]
-    head = (width - 1 + 1) // 2
+    head = width // 2
     tail = width - 1 - head
     return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+URL_IN_ERROR = 200  # a URL longer than this is shortened in the middle in error lines for people
+
+
+_LONG_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]{%d,}" % (URL_IN_ERROR - 8))
+
+
+def shown_error(text: str) -> str:
+    """An error message for stderr or the screen, every long URL in it (up to 8 KiB, the
+    URL lists' bound) shortened in its middle, never echoed whole. ndjson keeps its fields whole."""
+    if len(text) <= URL_IN_ERROR:
+        return text
+    return _LONG_URL.sub(lambda m: shorten_middle(m.group(0), URL_IN_ERROR), text)

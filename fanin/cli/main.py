@@ -23,6 +23,7 @@ import_aiohttp()  # before anything imports aiohttp: its CA bundle loads on firs
 from fanin.parser import DEFAULT_MAX_LINE_SIZE
 
 from . import runloop
+from .console import shown_error
 from .options import (
     add_reconnect_arguments,
     add_request_arguments,
@@ -143,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_load(args)
     except UsageError as exc:
-        print(f"fanin: error: {exc}", file=sys.stderr)
+        print(f"fanin: error: {shown_error(str(exc))}", file=sys.stderr)
         return 2
     except FaninError as exc:
         from .writers import OutputError
 
         if isinstance(exc, OutputError):
             _silence_stdout()
-        print(f"fanin: error: {exc}", file=sys.stderr)
+        print(f"fanin: error: {shown_error(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fanin: interrupted", file=sys.stderr)

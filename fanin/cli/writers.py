@@ -24,7 +24,7 @@ from fanin.events import Batch, SourceError, Summary, dumps, format_wall_ns
 from fanin.extract import text_at
 from fanin.stream import StreamObserver
 
-from .console import is_terminal, make_console, shorten_middle, terminal_width
+from .console import is_terminal, make_console, shorten_middle, shown_error, terminal_width
 from .sink import TextSink, stdout_sink
 
 __all__ = ["make_writer", "Writer", "OutputError", "output_errors"]
@@ -61,7 +61,7 @@ def _stderr_line(text: str) -> None:
 
 
 def _error_line(error: SourceError) -> str:
-    return f"fanin: source {error.source} failed: {error.error}"
+    return f"fanin: source {error.source} failed: {shown_error(error.error)}"
 
 
 def _pct(raw: bytes) -> bytes:
@@ -270,7 +270,7 @@ class PrettyWriter(StreamObserver):
                     for event in item.events():
                         self._event_line(event)
                 else:
-                    self._print(Text(f"[{item.source}] failed: {item.error}", style="bold red"))
+                    self._print(Text(f"[{item.source}] failed: {shown_error(item.error)}", style="bold red"))
         finally:
             held, self._held = self._held, None
             if held:
@@ -311,7 +311,7 @@ class PrettyWriter(StreamObserver):
         self._connected.add(source)
 
     def on_failure(self, source: int, kind: str, message: str) -> None:
-        self._last_failure[source] = message
+        self._last_failure[source] = shown_error(message)
         self._failures[source] = self._failures.get(source, 0) + 1
 
     def on_reconnect(self, source: int) -> None:
@@ -344,7 +344,7 @@ class PrettyWriter(StreamObserver):
             if s.error:
                 from rich.text import Text
 
-                self._print(Text(f"[{s.source}] {s.error}", style="red"))
+                self._print(Text(f"[{s.source}] {shown_error(s.error)}", style="red"))
 
     def _summary_table(self, title: str, rows: list[tuple[str, ...]]) -> None:
         from rich import box
