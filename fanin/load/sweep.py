@@ -135,7 +135,7 @@ def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
             draw_sweep_chart(doc, chart)
             doc["chart"] = os.path.basename(chart)
         except ChartUnavailable as exc:
-            print(f"fanin: error: {exc}", file=sys.stderr)
+            print(f"fanin: warning: {exc}", file=sys.stderr)  # no chart, the sweep still stands
     blob = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.json == "-":
         sys.stdout.buffer.write(blob)
