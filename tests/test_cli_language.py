@@ -204,3 +204,30 @@ def test_serve_on_a_taken_port_is_one_error_line(sse_server):
     result = run("serve", "--port", str(sse_server.port))
     assert result.returncode == 1
     assert result.stderr.decode() == f"fanin: error: cannot listen on 127.0.0.1:{sse_server.port}: address already in use\n"
+
+
+def test_ndjson_extracted_field_is_valid_json_in_place():
+    """The fast template with --extract: the same bytes as orjson of the record with
+    "extracted" after event_id, for strings, numbers, objects, missing paths and odd data."""
+    import io
+
+    from fanin.cli.writers import NdjsonWriter
+    from fanin.events import Batch
+
+    messages = [("message", '{"a": "x\\"y%s"}', "1", True), ("tick", '{"a": 7}', "2", True),
+                ("message", '{"a": {"b": [1]}}', "", True), ("message", "[DONE]", "3", True),
+                ("message", '{"b": 1}', "4", True)]
+    batch = Batch(2, "http://127.0.0.1:9/%d", 1, 1_795_000_000_123_456_789, messages, late=True)
+    batch.first_number = 10
+    out = io.BytesIO()
+    NdjsonWriter(out, extract=("a",)).batch([batch])
+    expected = []
+    for event, extracted in zip(batch.events(), ['x"y%s', "7", '{"b":[1]}', None, None], strict=True):
+        record = event.to_dict()
+        ordered = {}
+        for key, value in record.items():
+            ordered[key] = value
+            if key == "event_id":
+                ordered["extracted"] = extracted
+        expected.append(orjson.dumps(ordered) + b"\n")
+    assert out.getvalue() == b"".join(expected)
