@@ -111,8 +111,16 @@ def test_too_few_open_files_for_every_source_is_one_line_and_exit_2(sse_server):
                           preexec_fn=_limit_files(64, 64))
     line = one_line(proc.stderr)
     assert proc.returncode == 2 and proc.stdout == b""
-    assert line == ("fanin: error: 200 sources need about 264 open files, but the limit is 64 (hard limit 64): "
-                    "raise it (ulimit -n 264) or give at most 0 URLs per command")
+    assert line == ("fanin: error: 200 sources need about 232 open files, but the limit is 64 (hard limit 64): "
+                    "raise it (ulimit -n 232) or give at most 32 URLs per command")
+
+
+def test_the_most_sources_the_error_names_do_run(sse_server):
+    urls = [sse_server.url(f"/stream?count=1&n={i}") for i in range(32)]
+    proc = subprocess.run([*FANIN, "stream", *urls, "--format", "ndjson"], capture_output=True, env=ENV, cwd=ROOT,
+                          timeout=60, preexec_fn=_limit_files(64, 64))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert orjson.loads(proc.stdout.splitlines()[-1])["total_events"] == 32
 
 
 def test_a_low_soft_limit_is_raised_and_every_source_runs(sse_server):
