@@ -156,13 +156,14 @@ def test_a_signal_while_the_reader_does_not_read_ends_on_a_whole_line(sse_server
     assert proc.returncode == code
     assert err.decode().splitlines()[-1] == f"fanin: {word}"
     assert out.endswith(b"\n")
+    assert len(out) > 65536  # more than the pipe holds: the writer was blocked when the signal came
     if fmt == "ndjson":
         lines = [orjson.loads(line) for line in out.splitlines()]  # a torn line would not parse
         events = [r for r in lines if r["type"] == "event"]
         assert [e["event_number"] for e in events] == list(range(1, len(events) + 1))
         summary = lines[-1]
         assert summary["type"] == "summary" and summary["stopped_by"] == "interrupt"
-        assert summary["total_events"] == len(events) > 200  # more than fits in the pipe (about 280 lines)
+        assert summary["total_events"] == len(events)
     else:
         data = out.decode().splitlines()
         assert [int(line.split()[0]) for line in data] == list(range(1, len(data) + 1))
