@@ -93,7 +93,10 @@ def _over(value: str, limit: int) -> bool:
 
 def _escaped_size(value: str) -> int:
     """Bytes `value` takes inside a JSON string (what each record that repeats it pays)."""
-    return len(orjson.dumps(value)) - 2
+    try:
+        return len(orjson.dumps(value)) - 2
+    except orjson.JSONEncodeError:  # a lone surrogate (a --last-event-id from undecodable argv)
+        return 6 * len(value)
 
 
 class SSEMessage:

@@ -331,3 +331,8 @@ def test_honest_streams_repeating_a_short_id_are_never_refused():
     cursor = b"id: " + b"c" * 200 + b"\n\n" + b'data: {"token": "abcdefghijklmnop"}\n\n' * 20_000
     events, error = feed_all(cursor, range(65536, len(cursor), 65536))
     assert error is None and len(events) == 20_000 and events[-1].id == "c" * 200
+
+
+def test_an_inherited_id_json_cannot_encode_is_still_measured():
+    parser = SSEParser(last_event_id="\udcff-given-on-the-command-line")
+    assert [m.id for m in parser.feed(b"data: x\n\ndata\n\n")] == ["\udcff-given-on-the-command-line"] * 2
