@@ -241,9 +241,10 @@ def _proxy_values(proxies: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     return tuple(values)
 
 
-# The proxies aiohttp uses for http(s) URLs, in their usual spellings: a cheap key that says
-# when to read every *_proxy variable again.
-_PROXY_NAMES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")
+# The proxy variables that matter to aiohttp for http(s) URLs, in their usual spellings: a
+# cheap key that says when to read every *_proxy variable again. NO_PROXY alone also turns
+# trust_env on in the engine's session (and with it netrc).
+_PROXY_NAMES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
 
 
 @functools.lru_cache(maxsize=8)
