@@ -292,9 +292,9 @@ class SSEParser:
         # line: the run starts with `data: `, and every LF in it belongs to a
         # "\n\ndata: " separator (the count of separators, which cannot overlap, is half
         # the count of LFs), so its lines go data, blank, data, blank... and one split
-        # yields every event's data.
-        # Every event of the run inherits the last id: when the bound on repeated ids would
-        # be passed, the per-line loop below finds the event that passes it.
+        # yields every event's data. Every event of the run inherits the last id, so the run
+        # is charged to the bound on repeated ids; when it may pass it, the per-line loop
+        # finds the event that does.
         if text.startswith("data: ", start):
             last_sep = text.rfind("\n\n", start)
             if last_sep > start:
