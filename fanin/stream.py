@@ -24,7 +24,7 @@ from yarl import URL
 from .budget import process_budget
 from .errors import EventTooLargeError, FailureKind, FaninError, UsageError
 from .events import Batch, SourceReport
-from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
+from .parser import DEFAULT_MAX_ID_SIZE, DEFAULT_MAX_LINE_SIZE, SSEParser
 from .redact import Secrets, is_secret_name, redact_url
 from .redirects import HopCheck, RedirectError, request_following_redirects
 from .retry import Reconnect, ReconnectPolicy, retry_after_seconds
@@ -200,6 +200,7 @@ class StreamConfig:
     retries: int = 3
     reconnect: str = "error"
     max_line_size: int = DEFAULT_MAX_LINE_SIZE
+    max_id_size: int = DEFAULT_MAX_ID_SIZE  # bytes of one `id:` value; a longer one fails the source
     last_event_id: str = ""
     default_retry_ms: int = 1000
     max_backoff: float = 30.0
@@ -218,6 +219,8 @@ class StreamConfig:
             raise UsageError(f"retries must be a whole number >= 0, got {self.retries!r}")
         if not isinstance(self.max_line_size, int) or self.max_line_size < 16:
             raise UsageError(f"max-line-size must be at least 16 bytes, got {self.max_line_size!r}")
+        if not isinstance(self.max_id_size, int) or self.max_id_size < 1:
+            raise UsageError(f"max-id-size must be at least 1 byte, got {self.max_id_size!r}")
         if any(c in self.last_event_id for c in "\r\n\0"):
             raise UsageError("last-event-id contains CR, LF or NUL")
 
@@ -318,7 +321,7 @@ class SSEStream:
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size,
-                                budget=process_budget())
+                                budget=process_budget(), max_id_size=config.max_id_size)
         self.policy = ReconnectPolicy(
             retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
         )
