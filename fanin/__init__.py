@@ -10,7 +10,8 @@ from .events import Batch, Event, SourceError, SourceReport, Summary, dumps  # n
 
 if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports these on first use
     from .merge import FanIn
-    from .stream import Request, StreamConfig, StreamObserver
+    from .request import Request, StreamConfig
+    from .stream import StreamObserver
 
 __all__ = ["__version__", "FaninError", "UsageError", "Batch", "Event", "SourceError", "SourceReport", "Summary",
            "dumps", "FanIn", "Request", "StreamConfig", "StreamObserver"]
@@ -22,8 +23,12 @@ def __getattr__(name: str):
         from .merge import FanIn
 
         return FanIn
-    if name in ("Request", "StreamConfig", "StreamObserver"):
-        from . import stream
+    if name in ("Request", "StreamConfig"):
+        from . import request
 
-        return getattr(stream, name)
+        return getattr(request, name)
+    if name == "StreamObserver":
+        from .stream import StreamObserver
+
+        return StreamObserver
     raise AttributeError(f"module 'fanin' has no attribute {name!r}")
