@@ -6,13 +6,49 @@ on an aiohttp that lacks the attribute it uses.
    error before handing out what is still buffered, so a connection cut under
    backpressure loses the events already received (the same design as asyncio's
    StreamReader: python/cpython#75044; asked of aiohttp in aio-libs/aiohttp#3026).
+2. A malformed body hangs the reader. When the HTTP parser fails inside a body (a chunk
+   size of `zz`), `ResponseHandler.data_received` stores the error on the protocol and
+   closes the transport, but the response's `StreamReader` gets neither the error nor an
+   end, so a read waits forever (related parser hangs: aio-libs/aiohttp#10355,
+   aio-libs/aiohttp#10596). `surface_body_errors` gives a session's connector a
+   protocol that hands such an error to the body reader as `MalformedBody`, at once.
 """
 
 from __future__ import annotations
 
-import aiohttp
+import functools
+from typing import Any
 
-__all__ = ["received_before_the_error"]
+import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.http_exceptions import HttpProcessingError
+
+__all__ = ["received_before_the_error", "surface_body_errors", "MalformedBody"]
+
+
+class MalformedBody(aiohttp.ClientPayloadError):
+    """The response body broke the HTTP framing rules (bad chunk size, bad chunk end...)."""
+
+
+class _BodyErrorSurfacingHandler(ResponseHandler):
+    """aiohttp's protocol, except that a parser error inside a body reaches the body's reader."""
+
+    def set_exception(self, exc: BaseException, *args: Any, **kwargs: Any) -> None:
+        payload = getattr(self, "_payload", None)
+        if (isinstance(exc, HttpProcessingError) and payload is not None and not payload.is_eof()
+                and payload.exception() is None):
+            detail = " ".join(str(getattr(exc, "message", "") or exc).split())[:120].rstrip(" ^")
+            payload.set_exception(MalformedBody(detail or exc.__class__.__name__))
+        super().set_exception(exc, *args, **kwargs)
+
+
+def surface_body_errors(connector: aiohttp.BaseConnector | None) -> None:
+    """Make the connections `connector` opens from now on surface body errors (item 2).
+    A connector with a protocol factory of its own is left as it is."""
+    factory = getattr(connector, "_factory", None)
+    if isinstance(factory, functools.partial) and factory.func is ResponseHandler:
+        connector._factory = functools.partial(_BodyErrorSurfacingHandler, *factory.args,  # type: ignore[union-attr]
+                                               **factory.keywords)
 
 
 def received_before_the_error(content: aiohttp.StreamReader) -> bytes:

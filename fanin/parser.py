@@ -129,6 +129,11 @@ class SSEParser:
         self._id_buf = self.last_event_id  # an uncommitted id never outlives its block
         self._block_has_id = False
 
+    def has_partial(self) -> bool:
+        """Whether the body so far ends inside a line or an event (fields read, no blank
+        line yet). At the end of a body without framing, that is evidence of a cut."""
+        return bool(self._tail or self._head or self._data or self._groups or self._type or self._block_has_id)
+
     # ------------------------------------------------------------------ input
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:

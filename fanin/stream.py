@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .aiohttp_compat import received_before_the_error
+from .aiohttp_compat import MalformedBody, received_before_the_error, surface_body_errors
 from .budget import process_budget
 from .decision import Outcome, Reason, Verdict, decide
+from .decoding import SUPPORTED, BodyDecoder, DecodeError, UnsupportedCoding, decoder_for
+from .error_body import shown_excerpt
 from .errors import EventTooLargeError, FailureKind, FaninError
 from .events import Batch, SourceReport
 from .parser import SSEParser
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 READ_SIZE = 65536  # bytes per read: bounds one batch (and so the merger's memory per source)
+EXCERPT_READ = 8192  # bytes of an error body read for its excerpt (an HTML page's text may start late)
 
 
 @dataclass(slots=True)
@@ -95,17 +98,32 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     return retry_after_seconds(resp.headers.get("Retry-After", ""))
 
 
-async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets, limit: int = 300) -> str:
+async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets) -> str:
     """The start of an error response's body on one line (servers such as Dify explain
-    the refusal there). Bounded in size and time. Secrets are masked before the cut, and
-    enough is read past it that a secret starting before the cut is masked whole."""
+    the refusal there), decoded, HTML reduced to its text, dropped when it only repeats
+    the status. Bounded in size and time. Secrets are masked before the cut, and enough
+    is read past it that a secret starting before the cut is masked whole."""
+    want = EXCERPT_READ + secrets.longest
+    try:
+        decoder = decoder_for(resp.headers)
+    except UnsupportedCoding as exc:
+        return f"(a body in the {str(exc)!r} encoding)"
     try:
         async with asyncio.timeout(2):
-            raw = await resp.content.read(limit * 4 + secrets.longest)
-    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+            raw = await resp.content.read(want)
+        if decoder is not None:
+            pieces, got = [], 0
+            for piece in decoder.feed(raw):
+                pieces.append(piece)
+                got += len(piece)
+                if got >= want:
+                    break
+            raw = b"".join(pieces)[:want]
+    except (TimeoutError, aiohttp.ClientError, ConnectionError, DecodeError):
         return ""
-    text = " ".join(secrets.scrub(raw.decode("utf-8", "replace")).split())
-    return text[:limit] + ("..." if len(text) > limit else "")
+    size = resp.content_length if resp.content_length is not None else (len(raw) if len(raw) < want else None)
+    return shown_excerpt(secrets.scrub(raw.decode("utf-8", "replace")), status=resp.status, reason=resp.reason or "",
+                         content_type=resp.headers.get("Content-Type", ""), size=size)
 
 
 async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
@@ -130,6 +148,12 @@ def _guard_kind(exc: BaseException) -> FailureKind:
         return FailureKind.REFUSED_DESTINATION
 
 
+def _close_delimited(resp: aiohttp.ClientResponse) -> bool:
+    """The body's end is the connection's close (RFC 9112, 6.3: neither chunked nor a length)."""
+    headers = resp.headers
+    return "Content-Length" not in headers and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+
+
 def _content_type_essence(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
@@ -141,6 +165,7 @@ class SSEStream:
                  config: StreamConfig, observer: StreamObserver | None = None, *,
                  check_hop: HopCheck | None = None, open_gate: asyncio.Semaphore | None = None) -> None:
         self.session = session
+        surface_body_errors(session.connector)  # a malformed body fails at once, never hangs
         self.source = source
         self.request = request
         self.config = config
@@ -247,18 +272,18 @@ class SSEStream:
     async def _attempt(self, deliver: Deliver) -> Ending:
         """One connection: open it, read it to its end; how it ended."""
         try:
-            resp = await self._open()
+            resp, decoder = await self._open()
         except _Ended as ended:
             return ended.ending
         try:
-            return await self._read(resp, deliver)
+            return await self._read(resp, decoder, deliver)
         except _Ended as ended:
             return ended.ending
         finally:
             resp.release()
             self.parser.new_connection()  # a partial line or event dies with its connection (and frees its budget)
 
-    async def _open(self) -> aiohttp.ClientResponse:
+    async def _open(self) -> tuple[aiohttp.ClientResponse, BodyDecoder | None]:
         req = self.request
         headers = req.build_headers(self.parser.last_event_id)
         if self._json_type:
@@ -300,9 +325,9 @@ class SSEStream:
         excerpt = ""
         if 400 <= resp.status < 500 and resp.status not in (408, 429):
             excerpt = await _excerpt(resp, self.secrets)
-        self._check_response(resp, excerpt)
+        decoder = self._check_response(resp, excerpt)
         self.observer.on_connect(self.source, time.monotonic_ns() - start)
-        return resp
+        return resp, decoder
 
     def _where(self, trail: list[URL]) -> str:
         """The source's URL, and the hop that failed when a redirect led elsewhere (masked
@@ -311,9 +336,10 @@ class SSEStream:
             return self.url
         return f"{redact_url(str(trail[-1]))} (redirected from {self.url})"
 
-    def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> None:
-        """Open the stream (200 + text/event-stream), stop (204), retry or fail; `excerpt`
-        is the start of a 4xx body, added to the error."""
+    def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> BodyDecoder | None:
+        """Open the stream (200 + text/event-stream; returns the body's decoder, if it is
+        encoded), stop (204), retry or fail; `excerpt` is the start of a 4xx body, added to
+        the error."""
         status = resp.status
         if status == 200:
             ctype = resp.headers.get("Content-Type", "")
@@ -323,7 +349,13 @@ class SSEStream:
                 raise _ended(Outcome.FATAL, FailureKind.CONTENT_TYPE,
                              f"wrong content type {shown!r} from {self.url} (expected text/event-stream)",
                              http_status=status)
-            return
+            try:
+                return decoder_for(resp.headers)
+            except UnsupportedCoding as exc:
+                resp.release()
+                raise _ended(Outcome.FATAL, FailureKind.ENCODING,
+                             f"content encoding {str(exc)!r} from {self.url} cannot be decoded"
+                             f" (supported: {', '.join(SUPPORTED)})", http_status=status) from None
         reason = f"HTTP {status} {resp.reason or ''}".rstrip() + f" from {self.url}"
         resp.release()
         if status == 204:
@@ -341,7 +373,7 @@ class SSEStream:
         raise _ended(Outcome.FATAL, FailureKind.HTTP_STATUS, f"{reason} (expected 200 with text/event-stream)",
                      http_status=status)
 
-    async def _read(self, resp: aiohttp.ClientResponse, deliver: Deliver) -> Ending:
+    async def _read(self, resp: aiohttp.ClientResponse, decoder: BodyDecoder | None, deliver: Deliver) -> Ending:
         """Read the body to its end, delivering each read's events."""
         parser = self.parser
         parser.new_connection()
@@ -354,6 +386,9 @@ class SSEStream:
                 chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
             except TimeoutError:
                 return Ending(Outcome.CUT, FailureKind.IDLE, f"no data for {self.config.idle_timeout:g}s from {url}")
+            except MalformedBody as exc:
+                chunk, cut = received_before_the_error(content), Ending(
+                    Outcome.CUT, FailureKind.PROTOCOL, f"malformed response body from {url}: {exc}")
             except aiohttp.ClientPayloadError:
                 chunk, cut = received_before_the_error(content), Ending(
                     Outcome.CUT, FailureKind.TRUNCATED, f"connection cut mid-stream by {url}")
@@ -361,20 +396,51 @@ class SSEStream:
                 chunk, cut = received_before_the_error(content), Ending(
                     Outcome.CUT, FailureKind.NETWORK, f"connection lost from {url}: {exc.__class__.__name__}")
             if not chunk:
-                return cut or Ending(Outcome.END, FailureKind.CLEAN_END, f"stream ended by {url}")
+                return cut or self._end_of_body(resp, decoder)
             arrival = time.monotonic_ns()
             wall = time.time_ns()
             observer.on_bytes(source, len(chunk))
-            try:
-                messages = parser.feed_tuples(chunk)
-            except EventTooLargeError as exc:
-                if exc.events:
-                    await self._deliver(deliver, exc.events, arrival, wall)
-                return Ending(Outcome.FATAL, FailureKind.TOO_LARGE, f"{exc} from {url}")
-            if messages:
-                await self._deliver(deliver, messages, arrival, wall)
+            if decoder is None:
+                failed = await self._take(chunk, deliver, arrival, wall)
+            else:
+                failed = None
+                try:
+                    for piece in decoder.feed(chunk):
+                        failed = await self._take(piece, deliver, arrival, wall)
+                        if failed is not None:
+                            break
+                except DecodeError as exc:
+                    failed = Ending(Outcome.FATAL, FailureKind.ENCODING, f"{exc} from {url}")
+            if failed is not None:
+                return failed
             if cut is not None:
                 return cut
+
+    async def _take(self, data: bytes, deliver: Deliver, arrival: int, wall: int) -> Ending | None:
+        """Parse one piece of the body and deliver its events; an Ending if it was too large."""
+        try:
+            messages = self.parser.feed_tuples(data)
+        except EventTooLargeError as exc:
+            if exc.events:
+                await self._deliver(deliver, exc.events, arrival, wall)
+            return Ending(Outcome.FATAL, FailureKind.TOO_LARGE, f"{exc} from {self.url}")
+        if messages:
+            await self._deliver(deliver, messages, arrival, wall)
+        return None
+
+    def _end_of_body(self, resp: aiohttp.ClientResponse, decoder: BodyDecoder | None) -> Ending:
+        """The body ended without an error: cleanly, or cut where only its content can tell."""
+        if decoder is not None and not decoder.finished:
+            return Ending(Outcome.CUT, FailureKind.TRUNCATED,
+                          f"connection cut mid-stream by {self.url}: the {', '.join(decoder.codings)} data stopped"
+                          " before its end")
+        # A body without Content-Length or chunked framing ends when the connection closes,
+        # so only its content can show a cut: it ended inside a line or an event.
+        if self.parser.has_partial() and _close_delimited(resp):
+            return Ending(Outcome.CUT, FailureKind.TRUNCATED,
+                          f"connection cut mid-stream by {self.url}: the body (framed by the connection close)"
+                          " ended inside an event")
+        return Ending(Outcome.END, FailureKind.CLEAN_END, f"stream ended by {self.url}")
 
     async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
         """Hand one read's events on; stop_on ends the attempt (raises _Ended)."""
