@@ -33,6 +33,9 @@ MISSING: Any = _Missing()
 AUTH_TYPES = ("none", "bearer", "api_key")
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _METHOD_OK = _TOKEN_CHARS
+# What a host name may hold once in its ASCII form (IDNA done by yarl): LDH labels, plus
+# "_" for service names on private networks. A space or "%" can never be looked up.
+_HOST_CHARS = frozenset("-._0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110, 9.2.2
 
 
@@ -46,11 +49,14 @@ def _check_header(name: str, value: str, *, secret: bool = False) -> None:
 
 def host_problem(host: str) -> str | None:
     """Why a URL's host (in its ASCII form, as yarl's raw_host gives it) can never be
-    looked up, or None. DNS limits: no empty label, labels up to 63 characters, names up
-    to 253; an `xn--` label must be valid punycode. Underscores stay allowed (service
-    names on private networks use them)."""
+    looked up, or None. Letters, digits, '-', '.' and '_' only (underscores stay allowed:
+    service names on private networks use them); DNS limits: no empty label, labels up to
+    63 characters, names up to 253; an `xn--` label must be valid punycode."""
     if ":" in host:  # an IPv6 literal; yarl has checked it
         return None
+    bad = next((c for c in host if c not in _HOST_CHARS), None)
+    if bad is not None:
+        return f"host name contains {bad!r} (letters, digits, '-', '_' and '.' only)"
     name = host[:-1] if host.endswith(".") else host
     if len(name) > 253:
         return f"host name longer than 253 characters ({len(name)})"
