@@ -26,14 +26,14 @@ from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.stream import MISSING, Request, StreamConfig
 
 from tools import params as P
-from tools.message_size import fit
+from tools.message_size import VALUE_BUDGET, fit
 
 __all__ = ["ToolFailure", "SsePlan", "plan_sse_request", "run_sse_request", "run_fanin",
            "MAX_DURATION_CAP", "MESSAGE_BUDGET", "Output"]
 
 Output = tuple
 MAX_DURATION_CAP = 590.0  # stays under the plugin daemon's 600 s execution ceiling
-MESSAGE_BUDGET = 4 * 1024 * 1024  # bytes per variable; the daemon's line limit is 5 MiB
+MESSAGE_BUDGET = VALUE_BUDGET  # bytes per variable: the one 4 MiB limit, tools/message_size.py
 TEXT_PIECE = 256 * 1024  # characters per text message (at most 1 MiB of UTF-8)
 OUTPUT_MODES = ("data", "extract", "ndjson")
 # What all streams of this process may hold of unfinished lines and events together:
