@@ -17,7 +17,7 @@ __all__ = ["__version__", "FaninError", "UsageError", "Batch", "Event", "SourceE
            "dumps", "FanIn", "Request", "StreamConfig", "StreamObserver"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Lazy: `import fanin` stays cheap (the Dify plugin and the parser need no aiohttp).
     if name == "FanIn":
         from .merge import FanIn

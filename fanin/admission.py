@@ -74,15 +74,17 @@ class Admission:
                 self.total_events -= dropped
                 self.delivered[item.source] -= dropped
 
-    def _number(self, items: list) -> list[Item]:
+    def _number(self, items: list[Batch] | list[Event]) -> list[Item]:
         """Number events in merged order. Takes Batches, or Events released by the
         reorderer (each becomes a one-event Batch that keeps its late flag)."""
         limit = self.max_events
         out: list[Item] = []
-        for item in items:
-            if type(item) is Event:
-                item = Batch(item.source, item.url, item.arrival_ns, item.wall_ns,
-                             [(item.event_type, item.data, item.event_id, item.own_id)], item.late)
+        for given in items:
+            if isinstance(given, Event):
+                item = Batch(given.source, given.url, given.arrival_ns, given.wall_ns,
+                             [(given.event_type, given.data, given.event_id, given.own_id)], given.late)
+            else:
+                item = given
             if limit is not None:
                 room = limit - self.total_events
                 if room <= 0:

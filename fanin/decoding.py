@@ -91,7 +91,7 @@ class _Brotli:
                 if self._d.can_accept_more_data():
                     return
                 out = self._d.process(b"", output_buffer_limit=PIECE)
-        except _brotli.error as exc:  # type: ignore[union-attr]
+        except _brotli.error as exc:
             raise DecodeError(f"bad br data ({exc})") from None
 
     @property

@@ -14,7 +14,8 @@ import dataclasses
 import functools
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any
 
 import aiohttp
 
@@ -37,7 +38,7 @@ __all__ = ["FanIn", "make_session", "OPENING_AT_ONCE"]
 OPENING_AT_ONCE = 256
 
 
-def make_session(connector: aiohttp.BaseConnector | None = None, **connector_kwargs) -> aiohttp.ClientSession:
+def make_session(connector: aiohttp.BaseConnector | None = None, **connector_kwargs: Any) -> aiohttp.ClientSession:
     """One session for every source: no connection cap (thousands of streams), proxies
     from the environment (HTTP(S)_PROXY / NO_PROXY) when any is set."""
     if connector is None:
@@ -63,7 +64,8 @@ class FanIn:
                  stop_on: str | None = None, order_by: str | None = None,
                  reorder_window_ms: float = 500, dedup: bool = False,
                  observer: StreamObserver | None = None, queue_limit: int = 8192,
-                 connector_factory=None, check_hop: HopCheck | None = None) -> None:
+                 connector_factory: Callable[[], aiohttp.ClientSession] | None = None,
+                 check_hop: HopCheck | None = None) -> None:
         if not requests:
             raise UsageError("no URL given")
         self.requests = list(requests)
@@ -131,7 +133,7 @@ class FanIn:
             async for chunk in batches:
                 timed = self._deadline is not None
                 for index, item in enumerate(chunk):
-                    if type(item) is not Batch:
+                    if not isinstance(item, Batch):
                         yield item
                         continue
                     if not timed:
@@ -162,7 +164,7 @@ class FanIn:
         started = time.monotonic()
         deadline = self._deadline = started + self.max_duration if self.max_duration else None
         session: aiohttp.ClientSession | None = None
-        tasks: list[asyncio.Task] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
             session = self.connector_factory() if self.connector_factory else make_session()
             gate = asyncio.Semaphore(OPENING_AT_ONCE)

@@ -26,6 +26,8 @@ from itertools import repeat
 from .budget import ByteBudget
 from .errors import EventTooLargeError
 
+_Msg = tuple[str, str, str, bool]  # (type, data, id, own_id): one event as feed_tuples() returns it
+
 __all__ = [
     "DEFAULT_MAX_LINE_SIZE",
     "MAX_RETRY_MS",
@@ -81,7 +83,7 @@ class SSEMessage:
             and self.own_id == other.own_id
         )
 
-    __hash__ = None  # mutable value object
+    __hash__ = None  # type: ignore[assignment]  # mutable value object
 
 
 class SSEParser:
@@ -157,7 +159,7 @@ class SSEParser:
         """
         # Hot path: one call per network read, so it is written inline and uses int
         # arguments (`13 in chunk`, rfind(10)), far cheaper than their bytes forms.
-        out: list = []
+        out: list[_Msg] = []
         try:
             if type(chunk) is not bytes:
                 chunk = bytes(chunk)  # bytearray / memoryview from some transports
@@ -229,7 +231,7 @@ class SSEParser:
             )
         self._charged = held
 
-    def _process_text(self, text: str, out: list[tuple]) -> None:
+    def _process_text(self, text: str, out: list[_Msg]) -> None:
         """Handle complete lines: `text` is non-empty and ends with LF."""
         start = 0
         if self._data or self._groups or self._type or self._block_has_id:
@@ -261,7 +263,7 @@ class SSEParser:
         if start < len(text):
             self._process_lines(text[start:-1].split("\n") if start else text[:-1].split("\n"), out)
 
-    def _id_data_run(self, text: str, start: int, out: list[tuple]) -> int:
+    def _id_data_run(self, text: str, start: int, out: list[_Msg]) -> int:
         """Fast path for a run of `id: N` + `data: ...` events (the other common shape).
 
         The shape is proven line by line: the run's lines go id, data, blank, id, data,
@@ -293,7 +295,7 @@ class SSEParser:
         self.last_event_id = self._id_buf = id_values[-1]
         return last_sep + 2
 
-    def _check_line_sizes(self, buf: bytes, out: list[tuple]) -> None:
+    def _check_line_sizes(self, buf: bytes, out: list[_Msg]) -> None:
         """Slow path, only when this read could hold an oversized line: process the lines
         before the first oversized one (so results do not depend on chunking), then raise."""
         limit = self.max_line_size
@@ -306,7 +308,7 @@ class SSEParser:
 
     # ------------------------------------------------------------- per line
 
-    def _process_lines(self, lines: list[str], out: list[tuple]) -> None:
+    def _process_lines(self, lines: list[str], out: list[_Msg]) -> None:
         """The general per-line algorithm (spec sections 2 and 3). The parser state lives
         in locals inside the loop and is written back once: that roughly halves its cost."""
         data = self._data

@@ -25,7 +25,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCALES = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))  # below bound: seconds, ms, µs; else ns
 
 
-def event_time_ns(value) -> int | None:
+def event_time_ns(value: object) -> int | None:
     """A timestamp value as epoch ns, or None when it is not one.
 
     Numbers, and strings that spell a number, are read by magnitude (seconds, ms, µs or

@@ -442,7 +442,8 @@ class SSEStream:
                           " ended inside an event")
         return Ending(Outcome.END, FailureKind.CLEAN_END, f"stream ended by {self.url}")
 
-    async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
+    async def _deliver(self, deliver: Deliver, messages: list[tuple[str, str, str, bool]], arrival: int,
+                       wall: int) -> None:
         """Hand one read's events on; stop_on ends the attempt (raises _Ended)."""
         stop_on = self.config.stop_on
         if stop_on is not None:
