@@ -20,12 +20,15 @@ try:  # aiohttp imports it too when present (it advertises br then): no extra st
 except ImportError:  # pragma: no cover - depends on the installation
     _brotli = None
 
-__all__ = ["BodyDecoder", "DecodeError", "UnsupportedCoding", "decoder_for", "SUPPORTED", "PIECE"]
+__all__ = ["BodyDecoder", "DecodeError", "UnsupportedCoding", "decoder_for", "SUPPORTED", "ACCEPT_ENCODING", "PIECE"]
 
 PIECE = 65536  # bytes of decoded output per step (the size of one network read)
 _BROTLI_OK = _brotli is not None and hasattr(_brotli, "Decompressor") and hasattr(
     _brotli.Decompressor(), "can_accept_more_data")
 SUPPORTED: tuple[str, ...] = ("gzip", "x-gzip", "deflate") + (("br",) if _BROTLI_OK else ())
+# What requests ask for: exactly what can be decoded here (aiohttp's default would also name
+# zstd wherever a zstd module is installed).
+ACCEPT_ENCODING = ", ".join(c for c in SUPPORTED if c != "x-gzip")
 
 
 class UnsupportedCoding(ValueError):

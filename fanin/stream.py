@@ -25,7 +25,7 @@ from yarl import URL
 from .aiohttp_compat import MalformedBody, received_before_the_error, surface_body_errors
 from .budget import process_budget
 from .decision import Outcome, Reason, Verdict, decide
-from .decoding import SUPPORTED, BodyDecoder, DecodeError, UnsupportedCoding, decoder_for
+from .decoding import ACCEPT_ENCODING, SUPPORTED, BodyDecoder, DecodeError, UnsupportedCoding, decoder_for
 from .error_body import shown_excerpt
 from .errors import EventTooLargeError, FailureKind, FaninError
 from .events import Batch, SourceReport
@@ -185,6 +185,7 @@ class SSEStream:
         )
         self._body = request.body_bytes()
         self._json_type = request.json is not MISSING
+        self._ask_encodings = not any(name.lower() == "accept-encoding" for name in request.headers)
         # No sock_read: aiohttp's read timer fails the body even when bytes are buffered, so
         # a slow consumer lost events; the idle gap is timed around each read instead.
         self._timeout = aiohttp.ClientTimeout(total=None)
@@ -244,9 +245,9 @@ class SSEStream:
                 else:
                     self._fail(kind, self._with_attempts(message), ending.http_status, ending.retry_after)
                 return
-            await asyncio.sleep(policy.wait_for(ending.retry_after))
-            self.report.reconnects += 1
+            self.report.reconnects += 1  # counted when decided, as the wait starts
             self.observer.on_reconnect(self.source)
+            await asyncio.sleep(policy.wait_for(ending.retry_after))
 
     def _clean(self, message: str) -> str:
         """A message as it may be shown: every form of every secret masked (some aiohttp
@@ -288,6 +289,8 @@ class SSEStream:
         headers = req.build_headers(self.parser.last_event_id)
         if self._json_type:
             headers.setdefault("Content-Type", "application/json")
+        if self._ask_encodings:
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
         start = time.monotonic_ns()
         trail: list[URL] = []  # the URLs requested so far: redirects are followed hop by hop
         try:

@@ -280,3 +280,15 @@ async def test_a_framed_body_ending_inside_an_event_is_the_servers_choice():
     async with raw_server(script) as (url, _):
         data, report = await run(url)
     assert data == ["one"] and report.status == "completed" and report.reconnects == 0
+
+
+async def test_requests_ask_only_for_codings_that_can_be_decoded():
+    async def script(writer, head, n):
+        writer.write(coded_response([], EVENTS))
+        await writer.drain()
+
+    async with raw_server(script) as (url, heads):
+        data, report = await run(url)
+    asked = next(line for line in heads[0].decode().split("\r\n") if line.lower().startswith("accept-encoding:"))
+    codings = {c.strip() for c in asked.split(":", 1)[1].split(",")}
+    assert codings == set(SUPPORTED) - {"x-gzip"} and data == WANT
