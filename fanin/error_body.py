@@ -7,7 +7,6 @@ stream reads the bytes (bounded) and masks secrets before they come here."""
 
 from __future__ import annotations
 
-import html
 import re
 
 __all__ = ["shown_excerpt", "LIMIT"]
@@ -16,6 +15,24 @@ LIMIT = 300  # characters of body text an error line carries
 _SCRIPTS = re.compile(r"<(script|style|head)\b.*?(</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]*>|<[^>]*\Z")
 _WORDS = re.compile(r"[^\W_]+")
+# The entities error pages use. Not the stdlib `html` module: its table of 2,000 names
+# costs ~4 ms of every start-up, and nothing on a failure path may import late.
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'", "nbsp": " ", "copy": "\u00a9",
+             "mdash": "\u2014", "ndash": "\u2013", "hellip": "\u2026"}
+_ENTITY = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});")
+
+
+def _entity(match: re.Match[str]) -> str:
+    name = match.group(1)
+    if name[0] != "#":
+        return _ENTITIES.get(name, match.group(0))
+    code = int(name[2:], 16) if name[1] in "xX" else int(name[1:])
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
+
+
+def unescape(text: str) -> str:
+    """Character references as an error page uses them; unknown names stay as written."""
+    return _ENTITY.sub(_entity, text) if "&" in text else text
 
 
 def looks_like_html(text: str, content_type: str) -> bool:
@@ -27,9 +44,9 @@ def _page_text(page: str) -> str:
     """An HTML page's title and visible text, tags dropped and entities decoded."""
     title = re.search(r"<title\b[^>]*>(.*?)</title\s*>", page, re.IGNORECASE | re.DOTALL)
     body = _TAGS.sub(" ", _SCRIPTS.sub(" ", page))
-    text = html.unescape(body)
+    text = unescape(body)
     if title:
-        title_text = html.unescape(_TAGS.sub(" ", title.group(1))).strip()
+        title_text = unescape(_TAGS.sub(" ", title.group(1))).strip()
         if title_text and title_text not in text:
             text = f"{title_text} {text}"
     return " ".join(text.split())

@@ -83,3 +83,9 @@ def test_an_html_page_without_text_is_named_not_pasted():
 def test_a_plain_text_explanation_is_kept_and_bounded():
     shown = shown_excerpt("quota exceeded for project p1 " * 40, status=403, reason="Forbidden")
     assert shown.startswith("quota exceeded for project p1") and len(shown) == 303 and shown.endswith("...")
+
+
+def test_character_references_in_a_page_are_decoded():
+    from fanin.error_body import unescape
+
+    assert unescape("Tom &amp; Jerry &#39;&#x27; &lt;b&gt; &unknown; &#0;") == "Tom & Jerry '' <b> &unknown; \ufffd"
