@@ -108,9 +108,11 @@ class BodyDecoder:
     def __init__(self, codings: list[str]) -> None:
         self.codings = codings
         self._stages = [_Brotli() if c == "br" else _Zlib(c) for c in reversed(codings)]
+        self._fed = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         """Decoded bytes of `data`, in pieces of at most PIECE bytes, made one at a time."""
+        self._fed = self._fed or bool(data)
         return self._through(0, data)
 
     def _through(self, stage: int, data: bytes) -> Iterator[bytes]:
@@ -122,8 +124,9 @@ class BodyDecoder:
 
     @property
     def finished(self) -> bool:
-        """Every coding reached its end (else the body stopped inside its compressed data)."""
-        return all(s.finished for s in self._stages)
+        """Every coding reached its end (else the body stopped inside its compressed data).
+        An empty body is finished: there was nothing to decode."""
+        return not self._fed or all(s.finished for s in self._stages)
 
 
 def decoder_for(headers: Mapping[str, str]) -> BodyDecoder | None:

@@ -292,3 +292,13 @@ async def test_requests_ask_only_for_codings_that_can_be_decoded():
     asked = next(line for line in heads[0].decode().split("\r\n") if line.lower().startswith("accept-encoding:"))
     codings = {c.strip() for c in asked.split(":", 1)[1].split(",")}
     assert codings == set(SUPPORTED) - {"x-gzip"} and data == WANT
+
+
+async def test_an_empty_encoded_body_is_a_clean_end():
+    async def script(writer, head, n):
+        writer.write(coded_response([b"gzip"], b""))
+        await writer.drain()
+
+    async with raw_server(script) as (url, heads):
+        data, report = await run(url)
+    assert data == [] and report.status == "completed" and report.reconnects == 0 and len(heads) == 1
