@@ -12,6 +12,8 @@ on an aiohttp that lacks the attribute it uses.
    end, so a read waits forever (related parser hangs: aio-libs/aiohttp#10355,
    aio-libs/aiohttp#10596). `surface_body_errors` gives a session's connector a
    protocol that hands such an error to the body reader as `MalformedBody`, at once.
+   (aiohttp's pure-Python parser, AIOHTTP_NO_EXTENSIONS=1, hands the reader the parser's own
+   `HttpProcessingError` instead: `MALFORMED_BODY` names both.)
 """
 
 from __future__ import annotations
@@ -21,13 +23,27 @@ from typing import Any
 
 import aiohttp
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import HttpProcessingError, TransferEncodingError
 
-__all__ = ["received_before_the_error", "surface_body_errors", "MalformedBody"]
+__all__ = ["received_before_the_error", "surface_body_errors", "MalformedBody", "MALFORMED_BODY", "body_error_detail"]
 
 
 class MalformedBody(aiohttp.ClientPayloadError):
     """The response body broke the HTTP framing rules (bad chunk size, bad chunk end...)."""
+
+
+# What a body read raises when the body broke the framing rules.
+MALFORMED_BODY = (MalformedBody, HttpProcessingError)
+
+
+def body_error_detail(exc: BaseException) -> str:
+    """The parser's own words for a malformed body, on one line, bounded, with what broke."""
+    if isinstance(exc, MalformedBody):
+        return str(exc)
+    detail = " ".join(str(getattr(exc, "message", "") or exc).split())[:120].rstrip(" ^")
+    if isinstance(exc, TransferEncodingError) and "chunk" not in detail.lower():
+        detail = f"bad chunked encoding: {detail}"
+    return detail or exc.__class__.__name__
 
 
 class _BodyErrorSurfacingHandler(ResponseHandler):
@@ -37,8 +53,8 @@ class _BodyErrorSurfacingHandler(ResponseHandler):
         payload = getattr(self, "_payload", None)
         if (isinstance(exc, HttpProcessingError) and payload is not None and not payload.is_eof()
                 and payload.exception() is None):
-            detail = " ".join(str(getattr(exc, "message", "") or exc).split())[:120].rstrip(" ^")
-            payload.set_exception(MalformedBody(detail or exc.__class__.__name__))
+            cause = args[0] if args and isinstance(args[0], HttpProcessingError) else exc  # the parser's own error
+            payload.set_exception(MalformedBody(body_error_detail(cause)))
         super().set_exception(exc, *args, **kwargs)
 
 

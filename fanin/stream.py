@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from .aiohttp_compat import MalformedBody, received_before_the_error, surface_body_errors
+from .aiohttp_compat import MALFORMED_BODY, body_error_detail, received_before_the_error, surface_body_errors
 from .budget import process_budget
 from .decision import Outcome, Reason, Verdict, decide
 from .decoding import ACCEPT_ENCODING, SUPPORTED, BodyDecoder, DecodeError, UnsupportedCoding, decoder_for
@@ -389,9 +389,9 @@ class SSEStream:
                 chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
             except TimeoutError:
                 return Ending(Outcome.CUT, FailureKind.IDLE, f"no data for {self.config.idle_timeout:g}s from {url}")
-            except MalformedBody as exc:
+            except MALFORMED_BODY as exc:
                 chunk, cut = received_before_the_error(content), Ending(
-                    Outcome.CUT, FailureKind.PROTOCOL, f"malformed response body from {url}: {exc}")
+                    Outcome.CUT, FailureKind.PROTOCOL, f"malformed response body from {url}: {body_error_detail(exc)}")
             except aiohttp.ClientPayloadError:
                 chunk, cut = received_before_the_error(content), Ending(
                     Outcome.CUT, FailureKind.TRUNCATED, f"connection cut mid-stream by {url}")

@@ -302,3 +302,44 @@ async def test_an_empty_encoded_body_is_a_clean_end():
     async with raw_server(script) as (url, heads):
         data, report = await run(url)
     assert data == [] and report.status == "completed" and report.reconnects == 0 and len(heads) == 1
+
+
+async def test_a_broken_chunk_is_a_protocol_error_with_aiohttps_pure_python_parser_too():
+    """AIOHTTP_NO_EXTENSIONS=1 (no C parser) hands the reader the parser's own error."""
+    import json
+    import os
+    import sys
+
+    client = (
+        "import asyncio, contextlib, json, sys\n"
+        "from fanin.merge import FanIn\n"
+        "from fanin.stream import Request, StreamConfig\n"
+        "async def main():\n"
+        "    fan = FanIn([Request(sys.argv[1])], StreamConfig(retries=0))\n"
+        "    async with contextlib.aclosing(fan.stream()) as items:\n"
+        "        n = len([i async for i in items if type(i).__name__ == 'Event'])\n"
+        "    s = fan.summary.sources[0]\n"
+        "    print(json.dumps([n, s.kind, s.error]))\n"
+        "asyncio.run(main())\n"
+    )
+    release = asyncio.Event()
+
+    async def script(writer, head, n):
+        writer.write(SSE_CHUNKED + b"\r\n" + chunk(b"data: one\n\n"))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(b"zz\r\n")
+        await writer.drain()
+        await release.wait()
+
+    async with raw_server(script) as (url, _):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", client, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=dict(os.environ, AIOHTTP_NO_EXTENSIONS="1"))
+        try:
+            async with asyncio.timeout(60):
+                out, err = await proc.communicate()
+        finally:
+            release.set()
+    events, kind, error = json.loads(out)
+    assert events == 1 and kind == "protocol" and "chunk" in error, err.decode()[-500:]
