@@ -119,7 +119,7 @@ async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets) -> str:
                 if got >= want:
                     break
             raw = b"".join(pieces)[:want]
-    except (TimeoutError, aiohttp.ClientError, ConnectionError, DecodeError):
+    except (TimeoutError, aiohttp.ClientError, ConnectionError, DecodeError, *MALFORMED_BODY):
         return ""
     size = resp.content_length if resp.content_length is not None else (len(raw) if len(raw) < want else None)
     return shown_excerpt(secrets.scrub(raw.decode("utf-8", "replace")), status=resp.status, reason=resp.reason or "",
