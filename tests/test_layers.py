@@ -16,7 +16,8 @@ LAYERS = [
     ("engine", lambda m: m.count(".") == 1 or m == "fanin"),
     ("embed", lambda m: m.startswith("fanin.embed")),
     ("cli-shared", lambda m: m in {"fanin.cli", "fanin.cli.options", "fanin.cli.writers", "fanin.cli.runloop", "fanin.cli.lazy_tls",
-                                   "fanin.cli.durations"}),
+                                   "fanin.cli.durations", "fanin.cli.console", "fanin.cli.sink", "fanin.cli.url_lists",
+                                   "fanin.cli.fd_limit"}),
     ("faces", lambda m: m.startswith(("fanin.load", "fanin.server", "fanin.locust", "fanin.cli.stream_command"))
      and not m.endswith("__main__")),
     ("entry", lambda m: m in {"fanin.cli.main", "fanin.__main__"} or m.endswith("__main__")),

@@ -27,6 +27,7 @@ from fanin.errors import FaninError, UsageError
 from fanin.extract import parse_path
 from fanin.load.display import Progress, emit
 from fanin.load.setup import build_config, build_requests, run_until_stopped
+from fanin.wording import plural
 
 # rich, hdrhistogram (and psutil when present) are imported when a load test runs, so that
 # building the `fanin` parser never needs them.
@@ -52,13 +53,15 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default="0s", help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates")
     run.add_argument("--workers", type=int, default=1, help="processes to run (use every core); histograms are merged")
-    from fanin.cli.options import add_request_arguments  # the same options and parsing as `fanin stream`
+    from fanin.cli.options import (  # the same options and parsing as `fanin stream`
+        add_reconnect_arguments,
+        add_request_arguments,
+    )
 
     req = add_request_arguments(parser, body_flags=("--body",), json_flag="--json-body")
     req.add_argument("--timeout", default="30s", help="connect timeout (default 30s)")
     req.add_argument("--idle-timeout", default=None, help="reconnect a stream silent for this long")
-    req.add_argument("--retries", type=int, default=3, help="consecutive failures before a stream gives up")
-    req.add_argument("--reconnect", choices=("error", "always", "never"), default="error")
+    add_reconnect_arguments(req)  # worded and defaulted as in `fanin stream`
     out = parser.add_argument_group("measurement and output")
     out.add_argument("--latency-field", default=None, metavar="PATH", help="send timestamp in each event's JSON data")
     out.add_argument("--latency-unit", choices=LATENCY_UNITS, default="auto", help="its unit (auto: by magnitude)")
@@ -227,7 +230,7 @@ def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict,
                 kind, index, payload = channel.get(timeout=1.0)
             except queue_module.Empty:
                 if time.monotonic() > deadline or not any(p.is_alive() for p in procs):
-                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report") from None
+                    raise FaninError(f"{plural(len(procs) - len(finals), 'load worker')} stopped without a report") from None
                 continue
             if kind == "crash":
                 raise FaninError(f"load worker {index} failed: {payload}")
@@ -252,7 +255,7 @@ def _run_workers(args, offsets, duration, display: Progress) -> tuple[Any, dict,
 def run_load(args: argparse.Namespace) -> int:
     """Run the load test; 0 ok, 1 a threshold breached or nothing could connect. Bad
     usage raises UsageError, which `fanin`'s main turns into one line and exit 2."""
-    from fanin.load.report import build_report, evaluate_thresholds, parse_threshold
+    from fanin.load.report import build_report, evaluate_thresholds, format_actual, parse_threshold
 
     if args.mode == "requests":
         from fanin.load.request_command import run_requests
@@ -322,12 +325,11 @@ def run_load(args: argparse.Namespace) -> int:
     report["passed"] = not breached and not nothing_connected and not client_errors
     emit(args, report)
     for r in breached:
-        actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
-        print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
+        print(f"fanin: error: threshold breached: {r['threshold']} (actual {format_actual(r)})", file=sys.stderr)
     if client_errors:
-        print(f"fanin load: error: {client_errors} stream(s) stopped on a client-side error "
+        print(f"fanin: error: {plural(client_errors, 'stream')} stopped on a client-side error "
               f"({report['errors']['examples'].get('client')})", file=sys.stderr)
     if nothing_connected:
         example = next(iter(report["errors"]["examples"].values()), "no connection opened")
-        print(f"fanin load: error: no connection could be opened ({example})", file=sys.stderr)
+        print(f"fanin: error: no connection could be opened ({example})", file=sys.stderr)
     return 0 if report["passed"] else 1

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fanin.cli.durations import parse_duration
+from fanin.wording import plural
 from fanin.errors import UsageError
 from fanin.load.metrics import HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
 
@@ -158,6 +159,25 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
     return flat
 
 
+_UNITS = {"events": "events", "events_per_s": "events/s", "bytes": "bytes", "bytes_per_s": "bytes/s",
+          "rss_per_stream_kib": "KiB", "cpu_us_per_event": "µs", "requests_per_s": "requests/s",
+          "goodput_per_s": "requests/s", "tokens": "tokens", "tokens_per_s": "tokens/s"}
+
+
+def format_actual(result: dict[str, Any]) -> str:
+    """A threshold result's measured value with its unit: '5.015 ms', '12 events', '2.5%'."""
+    actual, metric = result["actual"], result["metric"]
+    if actual is None:
+        return "no data"
+    if metric in ("error_rate", "goodput_ratio"):
+        return f"{actual * 100:,.3f}".rstrip("0").rstrip(".") + "%"
+    shown = f"{actual:,.3f}".rstrip("0").rstrip(".")
+    if metric in TIME_METRICS:
+        return shown + " ms"
+    unit = _UNITS.get(metric) or metric.rpartition("_")[0] or metric  # connections_failed -> connections
+    return f"{shown} {unit}"
+
+
 def evaluate_thresholds(report: dict[str, Any], thresholds: list[Threshold]) -> list[dict[str, Any]]:
     """One result per threshold; a metric with no samples counts as a breach (never a silent pass)."""
     flat = flat_metrics(report)
@@ -262,7 +282,7 @@ def report_table(report: dict[str, Any]) -> Table:
     summary.add_column()
     if "requests" in report:  # request mode: in flight, not held open
         settings = report["settings"]
-        limit = (f"{settings['users']:,} users" if settings.get("users")
+        limit = (plural(settings['users'], 'user', thousands=True) if settings.get("users")
                  else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
         summary.add_row(
             "connections",
@@ -312,7 +332,7 @@ def report_table(report: dict[str, Any]) -> Table:
     rss = client.get("rss_per_stream_kib")
     summary.add_row(
         "client",
-        f"{client.get('workers', 1)} process(es), cpu max {client.get('cpu_percent_max', 0):.0f}%, "
+        f"{plural(client.get('workers', 1), 'process', 'processes')}, cpu max {client.get('cpu_percent_max', 0):.0f}%, "
         f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
         + (f", {rss:.1f} KiB per stream" if rss is not None else "")
         + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
@@ -337,11 +357,7 @@ def report_table(report: dict[str, Any]) -> Table:
         outer.add_row(Text(f"warning: {warning}", style="yellow"))
     for result in report.get("thresholds", []):
         mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
-        actual = result["actual"]
-        shown = "no data" if actual is None else f"{actual:,.3f}".rstrip("0").rstrip(".")
-        if actual is not None and result["metric"].partition("_")[2] in (*HISTOGRAMS, *REQUEST_HISTOGRAMS):
-            shown += " ms"
-        outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
+        outer.add_row(Text(f"{mark} {result['threshold']} (actual {format_actual(result)})", style=style))
     return outer
 
 

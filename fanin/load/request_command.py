@@ -255,15 +255,16 @@ def run_requests(args: argparse.Namespace) -> int:
     users = None if args.request_rate is not None else (args.connections or 10)
     report = run_step(args, checked, users, args.request_rate, show)
     emit(args, report)
+    from fanin.load.report import format_actual
+
     for r in report["thresholds"]:
         if not r["ok"]:
-            actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
-            print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
+            print(f"fanin: error: threshold breached: {r['threshold']} (actual {format_actual(r)})", file=sys.stderr)
     examples = report["errors"]["examples"]
     if report["errors"]["by_kind"].get("client"):
-        print(f"fanin load: error: requests stopped on a client-side error ({examples.get('client')})",
+        print(f"fanin: error: requests stopped on a client-side error ({examples.get('client')})",
               file=sys.stderr)
     if report["connections"]["opened"] == 0:
         example = next(iter(examples.values()), "no request was answered")
-        print(f"fanin load: error: no request got a stream ({example})", file=sys.stderr)
+        print(f"fanin: error: no request got a stream ({example})", file=sys.stderr)
     return 0 if report["passed"] else 1

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from fanin.errors import FaninError
 from fanin.load.metrics import LoadMetrics, merge_clients
+from fanin.wording import plural
 
 __all__ = ["shares", "worker_shares", "run_request_workers"]
 
@@ -95,7 +96,7 @@ def run_request_workers(build_plan: Callable[[dict], Any], parts: list[dict], *,
                 kind, index, payload = channel.get(timeout=1.0)
             except queue_module.Empty:
                 if time.monotonic() > limit or not any(p.is_alive() for p in procs):
-                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report") from None
+                    raise FaninError(f"{plural(len(procs) - len(finals), 'load worker')} stopped without a report") from None
                 continue
             if kind == "crash":
                 raise FaninError(f"load worker {index} failed: {payload}")

@@ -135,7 +135,7 @@ def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
             draw_sweep_chart(doc, chart)
             doc["chart"] = os.path.basename(chart)
         except ChartUnavailable as exc:
-            print(f"fanin load: {exc}", file=sys.stderr)
+            print(f"fanin: warning: {exc}", file=sys.stderr)  # no chart, the sweep still stands
     blob = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     if args.json == "-":
         sys.stdout.buffer.write(blob)
@@ -151,7 +151,7 @@ def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
         console.print("no --slo or --threshold given: no knee to find")
         return 0
     if knee_index is None:
-        print(f"fanin load: no step met the objectives (not even {parameter} {loads[0]:g})", file=sys.stderr)
+        print(f"fanin: error: no step met the objectives (not even {parameter} {loads[0]:g})", file=sys.stderr)
         return 1
     console.print(f"knee: {parameter} {loads[knee_index]:g} is the highest load that met the objectives")
     return 0
