@@ -37,6 +37,8 @@ import orjson
 from .budget import ByteBudget
 from .errors import EventTooLargeError
 
+_Msg = tuple[str, str, str, bool]  # (type, data, id, own_id): one event as feed_tuples() returns it
+
 __all__ = [
     "DEFAULT_MAX_ID_SIZE",
     "DEFAULT_MAX_LINE_SIZE",
@@ -124,7 +126,7 @@ class SSEMessage:
             and self.own_id == other.own_id
         )
 
-    __hash__ = None  # mutable value object
+    __hash__ = None  # type: ignore[assignment]  # mutable value object
 
 
 class SSEParser:
@@ -182,6 +184,11 @@ class SSEParser:
         self._id_buf = self.last_event_id  # an uncommitted id never outlives its block
         self._block_has_id = False
 
+    def has_partial(self) -> bool:
+        """Whether the body so far ends inside a line or an event (fields read, no blank
+        line yet). At the end of a body without framing, that is evidence of a cut."""
+        return bool(self._tail or self._head or self._data or self._groups or self._type or self._block_has_id)
+
     # ------------------------------------------------------------------ input
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
@@ -205,7 +212,7 @@ class SSEParser:
         """
         # Hot path: one call per network read, so it is written inline and uses int
         # arguments (`13 in chunk`, rfind(10)), far cheaper than their bytes forms.
-        out: list = []
+        out: list[_Msg] = []
         try:
             if type(chunk) is not bytes:
                 chunk = bytes(chunk)  # bytearray / memoryview from some transports
@@ -277,7 +284,7 @@ class SSEParser:
             )
         self._charged = held
 
-    def _process_text(self, text: str, out: list[tuple]) -> None:
+    def _process_text(self, text: str, out: list[_Msg]) -> None:
         """Handle complete lines: `text` is non-empty and ends with LF."""
         start = 0
         if self._data or self._groups or self._type or self._block_has_id:
@@ -317,7 +324,7 @@ class SSEParser:
         if start < len(text):
             self._process_lines(text[start:-1].split("\n") if start else text[:-1].split("\n"), out)
 
-    def _id_data_run(self, text: str, start: int, out: list[tuple]) -> int:
+    def _id_data_run(self, text: str, start: int, out: list[_Msg]) -> int:
         """Fast path for a run of `id: N` + `data: ...` events (the other common shape).
 
         The shape is proven line by line: the run's lines go id, data, blank, id, data,
@@ -386,7 +393,7 @@ class SSEParser:
             f"SSE event id of {self._echo_size} bytes repeated on events too small to carry it: the output would"
             f" pass {ID_ECHO_FACTOR} times what they carry (a broken or hostile server)")
 
-    def _check_line_sizes(self, buf: bytes, out: list[tuple]) -> None:
+    def _check_line_sizes(self, buf: bytes, out: list[_Msg]) -> None:
         """Slow path, only when this read could hold an oversized line: process the lines
         before the first oversized one (so results do not depend on chunking), then raise."""
         limit = self.max_line_size
@@ -399,7 +406,7 @@ class SSEParser:
 
     # ------------------------------------------------------------- per line
 
-    def _process_lines(self, lines: list[str], out: list[tuple]) -> None:
+    def _process_lines(self, lines: list[str], out: list[_Msg]) -> None:
         """The general per-line algorithm (spec sections 2 and 3). The parser state lives
         in locals inside the loop and is written back once: that roughly halves its cost."""
         data = self._data

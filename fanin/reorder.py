@@ -37,7 +37,7 @@ FUTURE_SLACK_NS = 86_400 * 10**9  # a stamp may be this far past the event's arr
 log = logging.getLogger("fanin")
 
 
-def event_time_ns(value) -> int | None:
+def event_time_ns(value: object) -> int | None:
     """A timestamp value as epoch ns, or None when it is not one.
 
     Numbers, and strings that spell a number, are read by magnitude (seconds, ms, µs or
@@ -67,7 +67,7 @@ def event_time_ns(value) -> int | None:
     return None
 
 
-def _excerpt(value) -> str:
+def _excerpt(value: object) -> str:
     """A stamp as it may be quoted on one line: escaped, at most ~40 characters."""
     text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else f"{value}"
     return repr(text[:40]) + ("..." if len(text) > 40 else "")
