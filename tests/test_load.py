@@ -224,9 +224,9 @@ def test_client_lag_counts_the_ticks_a_stall_swallowed(server):
         return await LoadRunner(plan).run()
 
     result = asyncio.run(run())
-    metrics = LoadMetrics.merge([result["snapshot"]])
-    report = build_report(metrics, targets=[], settings={"connections": 2}, elapsed_s=result["elapsed"],
-                          window=result["window"], client=result["client"], warnings=[])
+    metrics = result.metrics
+    report = build_report(metrics, targets=[], settings={"connections": 2}, elapsed_s=result.elapsed,
+                          window=result.window.as_dict(), client=result.client, warnings=[])
     lag = report["latency_ms"]["lag"]
     assert lag["count"] >= 150
     assert lag["p99"] >= 500 and lag["p90"] >= 100

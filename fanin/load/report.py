@@ -24,6 +24,7 @@ __all__ = [
     "progress_table",
     "add_request_sections",
     "request_progress_table",
+    "format_actual",
     "SATURATION_LAG_MS",
     "SATURATION_CPU_PERCENT",
 ]
@@ -110,10 +111,32 @@ def parse_threshold(expr: str) -> Threshold:
             raise UsageError(f"--threshold: bad number {raw!r} in {expr!r}") from None
     else:
         raise UsageError(
-            f"--threshold: unknown metric {metric!r}; use p50|p90|p95|p99|max|mean_"
-            f"connect|ttfe|gap|latency|lag|ttft|itl|tpot|e2e|start_delay or one of {', '.join(COUNT_METRICS)}"
+            f"--threshold: unknown metric {metric!r}; a time is STATISTIC_METRIC (e.g. p99_ttfe), with "
+            f"statistics {', '.join(_STATS)} and metrics {', '.join((*HISTOGRAMS, *REQUEST_HISTOGRAMS))}; "
+            f"or a count: {', '.join(COUNT_METRICS)}"
         )
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
+
+
+# The unit each count metric is shown with (time metrics are milliseconds).
+COUNT_UNITS = {
+    "events_per_s": " events/s", "bytes": " B", "bytes_per_s": " B/s", "rss_per_stream_kib": " KiB",
+    "cpu_us_per_event": " µs", "requests_per_s": " requests/s", "goodput_per_s": " requests/s",
+    "tokens_per_s": " tokens/s",
+}
+SHARE_METRICS = ("error_rate", "goodput_ratio")
+
+
+def format_actual(metric: str, value: float | None) -> str:
+    """A measured value with its unit, as a threshold line shows it."""
+    if value is None:
+        return "no data"
+    if metric in SHARE_METRICS:
+        return f"{100 * value:.2f}".rstrip("0").rstrip(".") + "%"
+    number = f"{value:,.3f}".rstrip("0").rstrip(".")
+    if metric in TIME_METRICS:
+        return number + " ms"
+    return number + COUNT_UNITS.get(metric, "")
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
@@ -250,6 +273,10 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def _count(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}".rstrip("0").rstrip(".")
 
@@ -262,7 +289,7 @@ def report_table(report: dict[str, Any]) -> Table:
     summary.add_column()
     if "requests" in report:  # request mode: in flight, not held open
         settings = report["settings"]
-        limit = (f"{settings['users']:,} users" if settings.get("users")
+        limit = (_plural(settings["users"], "user", "users") if settings.get("users")
                  else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
         summary.add_row(
             "connections",
@@ -286,7 +313,7 @@ def report_table(report: dict[str, Any]) -> Table:
         f"{events['total']:,} ({_count(events['per_s'])}/s), "
         f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)"
         + (
-            f"; rates, gaps and latency measured after a {events['measured_from_s']:.0f} s warm-up"
+            f"; rates, gaps and latency measured after a {events['measured_from_s']:g} s warm-up"
             if events["measured_from_s"]
             else ""
         ),
@@ -312,7 +339,7 @@ def report_table(report: dict[str, Any]) -> Table:
     rss = client.get("rss_per_stream_kib")
     summary.add_row(
         "client",
-        f"{client.get('workers', 1)} process(es), cpu max {client.get('cpu_percent_max', 0):.0f}%, "
+        f"{_plural(client.get('workers', 1), 'process', 'processes')}, cpu max {client.get('cpu_percent_max', 0):.0f}%, "
         f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
         + (f", {rss:.1f} KiB per stream" if rss is not None else "")
         + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
@@ -337,10 +364,7 @@ def report_table(report: dict[str, Any]) -> Table:
         outer.add_row(Text(f"warning: {warning}", style="yellow"))
     for result in report.get("thresholds", []):
         mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
-        actual = result["actual"]
-        shown = "no data" if actual is None else f"{actual:,.3f}".rstrip("0").rstrip(".")
-        if actual is not None and result["metric"].partition("_")[2] in (*HISTOGRAMS, *REQUEST_HISTOGRAMS):
-            shown += " ms"
+        shown = format_actual(result["metric"], result["actual"])
         outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
     return outer
 

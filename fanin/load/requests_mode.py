@@ -15,7 +15,9 @@ How late the open loop started each request (client scheduling slip) is kept in 
 
 Requests started during the warm-up are run but not measured. After the sending phase ends
 (`limit` measured requests issued, or `duration` reached), running requests get `grace` to
-finish; the rest are cancelled and counted as interrupted."""
+finish; the rest are cancelled and counted as interrupted (at once when Ctrl-C or SIGTERM
+stopped the run). When the first requests all fail before any stream opened (a URL that
+cannot open), the run ends early rather than fail the same way for its whole duration."""
 
 from __future__ import annotations
 
@@ -24,13 +26,15 @@ import gc
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import orjson
 
 from fanin.extract import get_path
 from fanin.load.dataset import RequestSource
+from fanin.load.kinds import CANNOT_OPEN, LoadFailure
 from fanin.load.metrics import LoadMetrics, record_corrected
+from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.load.runner import TICK_S, UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
 from fanin.load.slo import RequestTimes, Slo, meets_all
 from fanin.stream import SSEStream, StreamConfig, StreamObserver
@@ -130,7 +134,7 @@ class RequestProbe(StreamObserver):
 
 
 class RequestRunner:
-    """Runs a RequestPlan to its end and returns a result dict like LoadRunner's."""
+    """Runs a RequestPlan to its end and returns its RunResult."""
 
     def __init__(self, plan: RequestPlan, progress: Callable[[LoadMetrics, float], None] | None = None) -> None:
         self.plan = plan
@@ -142,8 +146,16 @@ class RequestRunner:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self.cpu_percents: list[float] = []
+        self.interrupted = False
+        self.opened_any = False
+        self.open_failures = 0  # requests that failed before a stream opened (warm-up included)
+        self.all_failed = False
+        # this many attempts failed in a way that says the URL cannot open (kinds.CANNOT_OPEN),
+        # and not one stream opened: stop
+        self.give_up_after = max(3, plan.users or 1)
 
-    def stop(self) -> None:
+    def stop(self, interrupted: bool = False) -> None:
+        self.interrupted = self.interrupted or interrupted
         self._stop.set()
 
     # ------------------------------------------------------------------ one request
@@ -162,22 +174,29 @@ class RequestRunner:
         probe.start_ns = time.monotonic_ns()
         try:
             report = await stream.run(probe.deliver)
-            status, error = report.status, report.error
+            status, error, kind = report.status, report.error, report.kind
         except asyncio.CancelledError:
             if measured:
                 m.requests_interrupted += 1
             raise
         except Exception as exc:  # a bug, not a server fault: count it, never lose it
-            status, error = "failed", f"load client error: {exc.__class__.__name__}: {exc}"
-            probe.failure = ("client", error)
+            status, error, kind = "failed", f"load client error: {exc.__class__.__name__}: {exc}", None
+            probe.failure = (LoadFailure.CLIENT, error)
         finally:
             self.in_flight -= 1
             m.active -= 1
         end_ns = time.monotonic_ns()
+        if probe.connect_ns is not None:
+            self.opened_any = True
+        elif probe.failure is not None and probe.failure[0] in CANNOT_OPEN and not self.opened_any:
+            self.open_failures += 1
+            if self.open_failures >= self.give_up_after:
+                self.all_failed = True
+                self._stop.set()
         if not measured:
             m.requests_warmup += 1
             return
-        self._record(probe, status, error, end_ns)
+        self._record(probe, status, error, kind, end_ns)
 
     def _fail(self, kind: str, message: str | None) -> None:
         kind = str(kind)  # a FailureKind as a plain str: orjson takes only exact str as a key
@@ -187,7 +206,7 @@ class RequestRunner:
         if kind not in m.error_examples:
             m.error_examples[kind] = message or kind
 
-    def _record(self, probe: RequestProbe, status: str, error: str | None, end_ns: int) -> None:
+    def _record(self, probe: RequestProbe, status: str, error: str | None, kind: str | None, end_ns: int) -> None:
         plan, m = self.plan, self.metrics
         m.events += probe.events
         m.bytes += probe.bytes
@@ -201,13 +220,13 @@ class RequestRunner:
         if probe.first_event_ns:
             m.hist["ttfe"].pending.append((probe.first_event_ns - probe.start_ns) // 1000)
         if status != "completed":
-            kind, message = probe.failure or ("other", error)
+            failure, message = probe.failure or (kind or LoadFailure.OTHER, error)
             if probe.connect_ns is not None:
                 m.stream_errors += 1
-            self._fail(kind, message)
+            self._fail(failure, message)
             return
         if not probe.tokens:
-            self._fail("no_tokens", f"the stream ended without a token ({probe.events} events"
+            self._fail(LoadFailure.NO_TOKENS, f"the stream ended without a token ({probe.events} events"
                        + (f", none with text at {'.'.join(plan.extract)})" if plan.extract else ")"))
             return
         tokens = probe.tokens
@@ -312,7 +331,7 @@ class RequestRunner:
                     self.metrics.flush()
                     self.progress(self.metrics, now - self.start)
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> RunResult:
         plan = self.plan
         loop = asyncio.get_running_loop()
         session = make_load_session()
@@ -335,7 +354,7 @@ class RequestRunner:
             # Closed-loop users finish their current request; in the open loop the running ones.
             self.stopping = True
             running = [t for t in senders if not t.done()] + list(self._tasks)
-            if running:
+            if running and not self.interrupted:
                 await asyncio.wait(running, timeout=plan.grace)
             still = [t for t in senders if not t.done()] + list(self._tasks)
             for task in still:
@@ -364,5 +383,5 @@ class RequestRunner:
             "rss_growth_bytes": max(0, rss_end - rss_base),
         }
         elapsed = end - self.start
-        window = {"from_s": round(min(plan.warmup, elapsed), 3), "events": m.events, "bytes": m.bytes}
-        return {"snapshot": m.snapshot(), "client": client, "elapsed": elapsed, "window": window}
+        window = Window(from_s=round(min(plan.warmup, elapsed), 3), events=m.events, bytes=m.bytes)
+        return RunResult([m.snapshot()], client, elapsed, window, stopped_by=ALL_FAILED if self.all_failed else None)

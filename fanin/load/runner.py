@@ -13,13 +13,15 @@ import gc
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 import orjson
 
 from fanin.extract import get_path
+from fanin.load.kinds import LoadFailure
 from fanin.load.metrics import LoadMetrics, record_corrected
+from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
 
 __all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS", "TICK_S", "rss_bytes", "make_load_session"]
@@ -195,7 +197,8 @@ def make_load_session() -> aiohttp.ClientSession:
 
 
 class LoadRunner:
-    """Runs a LoadPlan to its end (duration reached or stop() called) and returns a result dict."""
+    """Runs a LoadPlan to its end (duration reached, stop() called, or every slot given up
+    before any stream opened) and returns its RunResult."""
 
     def __init__(self, plan: LoadPlan, progress: Callable[[LoadMetrics, float], None] | None = None):
         self.plan = plan
@@ -209,7 +212,7 @@ class LoadRunner:
         self._gc_done = False
         self._last_start = max(plan.start_offsets, default=0.0)
 
-    def stop(self) -> None:
+    def stop(self, interrupted: bool = False) -> None:
         self._stop.set()
 
     async def _slot(self, session, slot: int, delay: float) -> None:
@@ -222,7 +225,7 @@ class LoadRunner:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
                 message = stream.secrets.scrub(f"load client error: {exc.__class__.__name__}: {exc}")
-                self.observer.on_failure(slot, "client", message)
+                self.observer.on_failure(slot, LoadFailure.CLIENT, message)
                 self.observer.on_end(slot, "failed")
                 return
             if report.status != "completed" or report.events == 0:
@@ -269,7 +272,34 @@ class LoadRunner:
         self.cpu_percents.clear()
         self._cpu_start = time.process_time()
 
-    async def run(self) -> dict[str, Any]:
+    async def _wait_for_end(self, tasks: list[asyncio.Task], start: float) -> str | None:
+        """Until the duration is reached or stop() is called; sooner when every slot gave up
+        without any stream having opened (a URL that cannot open: waiting is pointless)."""
+        loop = asyncio.get_running_loop()
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        slots_done = asyncio.ensure_future(asyncio.wait(tasks)) if tasks else None
+        waits = [stop_wait] + ([slots_done] if slots_done else [])
+        try:
+            while True:
+                left = self.plan.duration - (loop.time() - start)
+                if left <= 0:
+                    return None
+                done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if stop_wait in done:
+                    return None
+                if slots_done is not None and slots_done in done:
+                    if self.metrics.connections_opened == 0:
+                        return ALL_FAILED
+                    waits = [stop_wait]  # streams ran and ended: measure to the end as before
+                    slots_done = None
+                if not done:
+                    return None
+        finally:
+            stop_wait.cancel()
+            if slots_done is not None:
+                slots_done.cancel()
+
+    async def run(self) -> RunResult:
         plan = self.plan
         loop = asyncio.get_running_loop()
         session = make_load_session()
@@ -282,10 +312,7 @@ class LoadRunner:
                 for slot, delay in zip(plan.slots, plan.start_offsets)
             ]
             ticker = asyncio.create_task(self._ticker(start))
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=plan.duration)
-            except TimeoutError:
-                pass
+            stopped_by = await self._wait_for_end(tasks, start)
             elapsed = loop.time() - start
             cpu_seconds = time.process_time() - self._cpu_start
             # Freeze before teardown so closing connections is not counted as errors.
@@ -309,9 +336,9 @@ class LoadRunner:
             "rss_growth_bytes": max(0, rss_end - rss_base),
         }
         gc.unfreeze()
-        window = {
-            "from_s": round(self.window["from_s"], 3),
-            "events": self.metrics.events - self.window["events"],
-            "bytes": self.metrics.bytes - self.window["bytes"],
-        }
-        return {"snapshot": self.metrics.snapshot(), "client": client, "elapsed": elapsed, "window": window}
+        window = Window(
+            from_s=round(self.window["from_s"], 3),
+            events=self.metrics.events - self.window["events"],
+            bytes=self.metrics.bytes - self.window["bytes"],
+        )
+        return RunResult([self.metrics.snapshot()], client, elapsed, window, stopped_by=stopped_by)
