@@ -126,12 +126,16 @@ def options_from_args(args: argparse.Namespace):
 
     requests_mode = args.mode == "requests"
     method = args.method.upper()
-    if method == "GET" and (args.data is not None or args.json_body is not None or args.dataset):
+    synthetic = getattr(args, "input_tokens", None) is not None or getattr(args, "output_tokens", None) is not None
+    if method == "GET" and (args.data is not None or args.json_body is not None or args.dataset or synthetic):
         method = "POST"  # a request body means a POST unless -X says otherwise
     sweep = parse_sweep(args.sweep) if args.sweep else None
-    return LoadOptions(
+    from fanin.load.request_command import parity_options
+
+    requests = _requests(args, method)
+    fields = dict(
         mode=args.mode,
-        requests=_requests(args, method),
+        requests=requests,
         method=method,
         connections=args.connections,
         duration=_duration(args.duration, "--duration"),
@@ -168,6 +172,8 @@ def options_from_args(args: argparse.Namespace):
         grace=_duration(args.grace, "--grace"),
         chart=args.chart,
     )
+    fields.update(parity_options(args, requests, requests_mode))
+    return LoadOptions(**fields)
 
 
 def run_load(args: argparse.Namespace) -> int:

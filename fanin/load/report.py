@@ -45,6 +45,8 @@ HIST_LABELS = {
     "tpot": "tpot",
     "e2e": "e2e (request)",
     "start_delay": "start delay",
+    "ttst": "ttst (2nd token)",
+    "queue": "client queue",
 }
 _STATS = ("p50", "p90", "p95", "p99", "max", "mean")
 _THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")
@@ -347,7 +349,8 @@ def report_table(report: dict[str, Any]) -> Table:
     )
     percentiles = Table(show_edge=False)
     percentiles.add_column("metric", no_wrap=True)
-    for col in ("count", "p50", "p90", "p95", "p99", "max"):
+    shown = (*(report.get("percentiles") or ("p50", "p90", "p95", "p99")), "max")  # --percentiles
+    for col in ("count", *shown):
         percentiles.add_column(col, justify="right")
     for name, stats in report["latency_ms"].items():
         if "requests" in report and not stats["count"] and name not in ("ttft", "itl", "tpot", "e2e"):
@@ -355,7 +358,7 @@ def report_table(report: dict[str, Any]) -> Table:
         percentiles.add_row(
             HIST_LABELS[name],
             f"{stats['count']:,}",
-            *(_ms(stats[k]) for k in ("p50", "p90", "p95", "p99", "max")),
+            *(_ms(stats.get(k)) for k in shown),
         )
     outer = Table.grid()
     outer.add_row(summary)
