@@ -31,7 +31,8 @@ LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", nargs="+", metavar="URL",
-                        help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
+                        help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin); "
+                             "or: compare A.json B.json (what changed between two reports, with --threshold)")
     run = parser.add_argument_group("load")
     run.add_argument("--mode", choices=("streams", "requests"), default="streams",
                      help="streams: hold -c long-lived streams (default); requests: send requests whose "
@@ -178,7 +179,12 @@ def options_from_args(args: argparse.Namespace):
 
 def run_load(args: argparse.Namespace) -> int:
     """Run the load test; 0 passed, 1 a threshold breached or nothing could connect, 130/143
-    interrupted. Bad usage raises UsageError, which `fanin`'s main turns into one line, exit 2."""
+    interrupted. Bad usage raises UsageError, which `fanin`'s main turns into one line, exit 2.
+    `fanin load compare A.json B.json` compares two reports instead (compare.py)."""
+    if args.urls and args.urls[0] == "compare":
+        from fanin.load.compare import run_compare
+
+        return run_compare(args)
     options = options_from_args(args)
     if options.mode == "requests":
         from fanin.load.request_command import run_requests
