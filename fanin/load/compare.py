@@ -69,7 +69,7 @@ def parse_compare_threshold(expr: str) -> CompareThreshold:
         if signed and raw.endswith("%"):
             return CompareThreshold(expr.strip(), metric, op, "relative", float(raw[:-1]))
         if is_time(metric):
-            value = parse_duration(raw.lstrip("+-"), option="--threshold", default_unit="ms") * 1000
+            value = round(parse_duration(raw.lstrip("+-"), option="--threshold", default_unit="ms") * 1000, 9)
             value = -value if raw.startswith("-") else value
         elif raw.endswith("%"):
             value = float(raw[:-1]) / 100

@@ -41,7 +41,7 @@ from fanin.load.slo import RequestTimes, Slo, meets_all
 from fanin.load.tokenizer import TokenCounter, load_tokenizer
 from fanin.stream import SSEStream, StreamConfig, StreamObserver
 
-__all__ = ["RequestPlan", "RequestProbe", "RequestRunner"]
+__all__ = ["RequestPlan", "RequestProbe", "RequestRunner", "next_gap"]
 
 
 @dataclass
@@ -72,6 +72,17 @@ class RequestPlan:
     ramp_start_rate: float = 0.0  # the rate at the start of the ramp
     user_ramp_up: float | None = None  # closed loop: users start spread over this long
     max_concurrency: int | None = None  # open loop: due requests wait for one of these places
+
+
+def next_gap(rng: random.Random, arrival: str, rate: float, burstiness: float) -> float:
+    """Seconds to the next due request at `rate` per second: constant spacing, Poisson
+    (exponential gaps), or gamma gaps of shape `burstiness` and mean 1/rate, as vLLM's bench
+    draws them (1 is Poisson; below 1 burstier, above 1 more regular)."""
+    if arrival == "poisson":
+        return rng.expovariate(rate)
+    if arrival == "gamma":
+        return rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+    return 1.0 / rate
 
 
 class RequestProbe(StreamObserver):
@@ -405,15 +416,10 @@ class RequestRunner:
             else:
                 self._spawn(session, measured, due)
             k += 1
-            rate = self._rate_at(due - self.start)
-            if plan.arrival == "poisson":
-                due += rng.expovariate(rate)
-            elif plan.arrival == "gamma":  # shape b, mean gap 1/rate: b = 1 is Poisson, b < 1 burstier
-                due += rng.gammavariate(plan.burstiness, 1.0 / (rate * plan.burstiness))
-            elif plan.ramp_up:
-                due += 1.0 / rate
-            else:
+            if plan.arrival == "constant" and not plan.ramp_up:
                 due = self.start + plan.offset + k / plan.rate  # no drift from adding up rounded gaps
+            else:
+                due += next_gap(rng, plan.arrival, self._rate_at(due - self.start), plan.burstiness)
 
     def _rate_at(self, t: float) -> float:
         """The open loop's rate `t` seconds into the run (--ramp-up: rising to --request-rate)."""
