@@ -184,7 +184,9 @@ def run_load(args: argparse.Namespace) -> int:
     if args.urls and args.urls[0] == "compare":
         from fanin.load.compare import run_compare
 
-        return run_compare(args)
+        defaults = argparse.ArgumentParser(add_help=False)
+        add_load_arguments(defaults)
+        return run_compare(args, vars(defaults.parse_args(["compare"])))
     options = options_from_args(args)
     if options.mode == "requests":
         from fanin.load.request_command import run_requests

@@ -227,15 +227,12 @@ def _read(path: str) -> dict[str, Any]:
 _COMPARE_OPTIONS = frozenset({"urls", "threshold", "json", "no_progress"})
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def run_compare(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
     """`fanin load compare A.json B.json [--threshold EXPR ...] [--json FILE]`: 0 no regression,
-    1 a threshold breached, 2 bad usage."""
-    from fanin.load.command import add_load_arguments
+    1 a threshold breached, 2 bad usage. `defaults` are `fanin load`'s option defaults: any
+    other option given is refused rather than ignored."""
     from fanin.load.finish import write_json
 
-    defaults_parser = argparse.ArgumentParser(add_help=False)
-    add_load_arguments(defaults_parser)
-    defaults = vars(defaults_parser.parse_args(["compare"]))
     given = sorted(k for k, v in vars(args).items() if k in defaults and k not in _COMPARE_OPTIONS
                    and v != defaults[k])
     if given:
