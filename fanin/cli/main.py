@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return runloop.run(_stop_on_sigterm(run_stream(args)), streams=len(args.urls))
         if args.command == "demo":
-            from .stream_command import run_demo
+            from .demo import run_demo
 
             return runloop.run(_stop_on_sigterm(run_demo(args)))
         if args.command == "serve":

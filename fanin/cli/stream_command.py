@@ -1,4 +1,4 @@
-"""`fanin stream` and `fanin demo`: drive a FanIn to its end and write every record."""
+"""`fanin stream`: drive a FanIn to its end and write every record."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import contextlib
 import sys
 
-from fanin.stream import Request, StreamConfig, StreamObserver
+from fanin.stream import StreamConfig, StreamObserver
 
 from .options import requests_from_args
 from .writers import make_writer, output_errors
 
-__all__ = ["run_stream", "run_demo", "consume", "default_format"]
+__all__ = ["run_stream", "consume", "default_format"]
 
 
 def default_format(requested: str | None) -> str:
@@ -55,22 +55,3 @@ async def consume(fan, fmt: str, *, n_sources: int) -> int:
                 writer.summary(fan.summary)
             writer.close()
     return 1 if fan.summary and fan.summary.status != "completed" else 0
-
-
-async def run_demo(args: argparse.Namespace) -> int:
-    from fanin.merge import FanIn
-    from fanin.server.app import ServerThread
-
-    with ServerThread() as server:
-        urls = [
-            server.url("/stream?count=30&rate=6&size=24&event=tick&retry=300"),
-            server.url("/stream?count=40&rate=8&ts=1&retry=300"),
-            server.url("/stream?count=45&rate=9&size=32&abort_every=12&retry=300"),
-        ]
-        fmt = default_format(args.format)
-        if fmt != "ndjson":
-            print(f"fanin demo: built-in server on http://127.0.0.1:{server.port}; fanning in {len(urls)} streams"
-                  " (the third drops its connection every 12 events and resumes with Last-Event-ID)",
-                  file=sys.stderr, flush=True)
-        fan = FanIn([Request(url=u) for u in urls], StreamConfig(idle_timeout=5), max_duration=15)
-        return await consume(fan, fmt, n_sources=len(urls))

@@ -120,7 +120,7 @@ def options_from_args(args: argparse.Namespace):
     """The Namespace, typed and checked once (UsageError: one line, exit 2)."""
     from fanin.load.dataset import load_dataset
     from fanin.load.options import LoadOptions
-    from fanin.load.report import parse_threshold
+    from fanin.measure.report import parse_threshold
     from fanin.load.slo import parse_slo
     from fanin.load.sweep import parse_sweep
 

@@ -31,7 +31,7 @@ class Progress:
             self.live.__exit__(*exc)
 
     def update(self, metrics, elapsed: float) -> None:
-        from fanin.load.report import progress_table, request_progress_table
+        from fanin.load.tables import progress_table, request_progress_table
 
         if not self.live:
             return

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fanin.errors import UsageError
 from fanin.load.dataset import DatasetItem
-from fanin.load.report import Threshold
+from fanin.measure.report import Threshold
 from fanin.load.slo import Slo
 from fanin.stream import Request, StreamConfig
 

@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from fanin.errors import FaninError
-from fanin.load.metrics import LoadMetrics
+from fanin.measure.metrics import LoadMetrics
 from fanin.load.result import INTERRUPT, RunResult
 
 __all__ = ["run_plans", "runner_for"]

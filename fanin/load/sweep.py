@@ -66,7 +66,7 @@ def sweep_table(doc: dict[str, Any]):
     """The summary: one row per step, the knee marked."""
     from rich.table import Table
 
-    from fanin.load.report import _count, _ms
+    from fanin.load.tables import _count, _ms
 
     table = Table(title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}", show_edge=False)
     for col in ("load", "req/s", "tok/s", "good/s", "ttft p50", "ttft p99", "itl p99", "e2e p99",
@@ -93,7 +93,7 @@ def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> 
     or SIGTERM ends the sweep after the running step, whose partial report is kept."""
     from fanin.load.chart import ChartUnavailable, draw_sweep_chart
     from fanin.load.display import show
-    from fanin.load.report import report_table
+    from fanin.load.tables import report_table
 
     parameter, loads = options.sweep
     objectives = bool(options.slos or options.thresholds)

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fanin.load.metrics import HISTOGRAMS, LoadMetrics
-from fanin.load.report import HIST_LABELS, Threshold, build_report, evaluate_thresholds
+from fanin.measure.metrics import HISTOGRAMS, LoadMetrics
+from fanin.measure.report import HIST_LABELS, Threshold, build_report, evaluate_thresholds
 
 __all__ = ["REQUEST_TYPE", "SSEFailure", "entry_name", "fire_records", "fold_samples", "merged_report",
            "print_report"]
