@@ -180,3 +180,67 @@ def test_every_counted_kind_is_the_engines_or_a_load_kind(fresh_server, tmp_path
     assert set(kinds) == {"http_5xx", "http_4xx", "no_tokens"}
     known = {k.value for k in FailureKind} | {k.value for k in LoadFailure}
     assert set(kinds) <= known
+
+
+# --------------------------------------------------------------------------- terminal width
+def run_in_pty(args: list[str], columns: int, timeout: float = 60) -> tuple[int, str]:
+    """Run `fanin` with a pseudo-terminal of `columns` columns as stdout and stderr."""
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([*FANIN, *args], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+                            env=dict(ENV, COLUMNS=str(columns), TERM="xterm"))
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the other side closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    # every cursor move and redraw becomes a line break: what remains is what was drawn
+    text = re.sub(r"\x1b\[[0-9;?]*[mhl]", "", text)  # styles, cursor shown/hidden
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "\n", text)  # cursor moves, erases
+
+
+def test_an_80_column_terminal_shows_every_header_whole(sse_server):
+    code, screen = run_in_pty(["load", sse_server.url("/stream?count=0&rate=20"), "-c", "3", "-d", "2.5s"],
+                              columns=80)
+    assert code == 0, screen
+    lines = [line for line in screen.split("\n") if line.strip()]
+    assert "…" not in screen  # no header or value cut short
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.strip().startswith("elapsed"))
+    for name in ("elapsed", "active", "events/s", "p99 ttfe", "errors"):
+        assert name in header
+    assert any(line.strip().startswith("fanin load: ") for line in lines)
+
+
+def test_piped_output_is_plain_and_unpadded(sse_server):
+    result = fanin("load", sse_server.url("/stream?count=0&rate=20"), "-c", "2", "-d", "1s", "--warmup", "0.5s")
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "\x1b[" not in out
+    assert all(line == line.rstrip() for line in out.splitlines())
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert out.startswith("fanin load: ")
+    assert " ".join(out.split()).count("measured after a 0.5 s warm-up") == 1

@@ -36,13 +36,15 @@ class Progress:
         if not self.live:
             return
         if self.requests:
-            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration))
+            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration,
+                                                    width=self.live.console.width))
             return
         now = time.monotonic()
         rate = (metrics.events - self._events) / max(now - self._when, 1e-6)
         self._events, self._when = metrics.events, now
         self.live.update(
-            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate)
+            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate,
+                           width=self.live.console.width)
         )
 
 

@@ -30,12 +30,25 @@ def _count(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}".rstrip("0").rstrip(".")
 
 
+def _warmup(report: dict[str, Any]) -> float:
+    """The warm-up as asked (the window starts at the first 100 ms tick after it)."""
+    return report["settings"].get("warmup_s") or report["events"]["measured_from_s"]
+
+
 def report_table(report: dict[str, Any]) -> Table:
     """The final table: counts first, then one row per histogram with its percentiles."""
     conns, events, errors, client = report["connections"], report["events"], report["errors"], report["client"]
-    summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None)
+    summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None,
+                    title_justify="left")
     summary.add_column(style="bold")
     summary.add_column()
+    stopped = report.get("stopped_by")
+    if stopped:
+        duration = report["settings"].get("duration_s")
+        of = f" of the {duration:g} s run" if duration else ""
+        summary.add_row("stopped", f"interrupted by {report.get('signal') or 'a signal'} after "
+                        f"{report['elapsed_s']:g} s{of}: not a pass" if stopped == "interrupt" else
+                        f"early, after {report['elapsed_s']:g} s{of}: every attempt failed before a stream opened")
     if "requests" in report:  # request mode: in flight, not held open
         settings = report["settings"]
         limit = (_plural(settings["users"], "user", "users") if settings.get("users")
@@ -62,7 +75,7 @@ def report_table(report: dict[str, Any]) -> Table:
         f"{events['total']:,} ({_count(events['per_s'])}/s), "
         f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)"
         + (
-            f"; rates, gaps and latency measured after a {events['measured_from_s']:g} s warm-up"
+            f"; rates, gaps and latency measured after a {_warmup(report):g} s warm-up"
             if events["measured_from_s"]
             else ""
         ),
@@ -118,43 +131,58 @@ def report_table(report: dict[str, Any]) -> Table:
     return outer
 
 
+def _fitted(columns: list[tuple[str, str | Text, int]], width: int | None) -> Table:
+    """One header row and one value row, never cut: (header, value, priority) columns are
+    left out, least important first (highest priority number), until the rest fit `width`."""
+    kept = list(columns)
+    if width is not None:
+        def need(cols: list) -> int:
+            return sum(max(len(h), len(str(v))) for h, v, _ in cols) + (len(cols) - 1) * 2
+        while len(kept) > 1 and need(kept) > width:
+            kept.remove(max(kept, key=lambda c: c[2]))
+    table = Table(show_edge=False, box=None, padding=(0, 0, 0, 2), pad_edge=False)
+    for header, _, _ in kept:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_row(*(value for _, value, _ in kept))
+    return table
+
+
 def progress_table(
-    metrics: LoadMetrics, *, elapsed: float, duration: float, target: int, events_per_s: float
+    metrics: LoadMetrics, *, elapsed: float, duration: float, target: int, events_per_s: float,
+    width: int | None = None,
 ) -> Table:
-    """The once-a-second live line: active streams, rates, p99s, errors, client lag."""
-    table = Table(show_edge=False, box=None, padding=(0, 2))
-    for col in ("elapsed", "active", "events/s", "events", "p99 ttfe", "p99 gap", "p99 latency", "errors", "loop lag p99"):
-        table.add_column(col, justify="right")
+    """The once-a-second live line: active streams, rates, p99s, errors, client lag. On a
+    narrow terminal the least important columns are left out rather than cut."""
     errors = sum(metrics.errors.values())
-    table.add_row(
-        f"{elapsed:.0f}/{duration:.0f} s",
-        f"{metrics.active:,}/{target:,}",
-        f"{events_per_s:,.0f}",
-        f"{metrics.events:,}",
-        _ms(metrics.hist["ttfe"].percentile_ms(99)),
-        _ms(metrics.hist["gap"].percentile_ms(99)),
-        _ms(metrics.hist["latency"].percentile_ms(99)),
-        Text(f"{errors:,}", style="red" if errors else ""),
-        _ms(metrics.hist["lag"].percentile_ms(99)),
-    )
-    return table
+    latency = metrics.hist["latency"].percentile_ms(99)
+    columns: list[tuple[str, str | Text, int]] = [
+        ("elapsed", f"{elapsed:.0f}/{duration:.0f} s", 0),
+        ("active", f"{metrics.active:,}/{target:,}", 0),
+        ("events/s", f"{events_per_s:,.0f}", 1),
+        ("events", f"{metrics.events:,}", 5),
+        ("p99 ttfe", _ms(metrics.hist["ttfe"].percentile_ms(99)), 3),
+        ("p99 gap", _ms(metrics.hist["gap"].percentile_ms(99)), 2),
+    ]
+    if latency is not None:  # only with --latency-field
+        columns.append(("p99 latency", _ms(latency), 2))
+    columns += [
+        ("errors", Text(f"{errors:,}", style="red" if errors else ""), 1),
+        ("p99 loop lag", _ms(metrics.hist["lag"].percentile_ms(99)), 4),
+    ]
+    return _fitted(columns, width)
 
 
-def request_progress_table(metrics: LoadMetrics, *, elapsed: float, duration: float | None) -> Table:
+def request_progress_table(metrics: LoadMetrics, *, elapsed: float, duration: float | None,
+                           width: int | None = None) -> Table:
     """The once-a-second live line in request mode."""
-    table = Table(show_edge=False, box=None, padding=(0, 2))
-    for col in ("elapsed", "in flight", "completed", "failed", "not started", "p99 ttft", "p99 itl", "p99 e2e",
-                "loop lag p99"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{elapsed:.0f}/{duration:.0f} s" if duration else f"{elapsed:.0f} s",
-        f"{metrics.active:,}",
-        f"{metrics.requests_completed:,}",
-        Text(f"{metrics.requests_failed:,}", style="red" if metrics.requests_failed else ""),
-        f"{metrics.requests_not_started:,}",
-        _ms(metrics.hist["ttft"].percentile_ms(99)),
-        _ms(metrics.hist["itl"].percentile_ms(99)),
-        _ms(metrics.hist["e2e"].percentile_ms(99)),
-        _ms(metrics.hist["lag"].percentile_ms(99)),
-    )
-    return table
+    return _fitted([
+        ("elapsed", f"{elapsed:.0f}/{duration:.0f} s" if duration else f"{elapsed:.0f} s", 0),
+        ("in flight", f"{metrics.active:,}", 1),
+        ("completed", f"{metrics.requests_completed:,}", 0),
+        ("failed", Text(f"{metrics.requests_failed:,}", style="red" if metrics.requests_failed else ""), 0),
+        ("not started", f"{metrics.requests_not_started:,}", 3),
+        ("p99 ttft", _ms(metrics.hist["ttft"].percentile_ms(99)), 1),
+        ("p99 itl", _ms(metrics.hist["itl"].percentile_ms(99)), 2),
+        ("p99 e2e", _ms(metrics.hist["e2e"].percentile_ms(99)), 2),
+        ("p99 loop lag", _ms(metrics.hist["lag"].percentile_ms(99)), 4),
+    ], width)
