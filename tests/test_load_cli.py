@@ -244,3 +244,58 @@ def test_piped_output_is_plain_and_unpadded(sse_server):
     assert max(len(line) for line in out.splitlines()) <= 100
     assert out.startswith("fanin load: ")
     assert " ".join(out.split()).count("measured after a 0.5 s warm-up") == 1
+
+
+# --------------------------------------------------------------------------- sweeps
+def sweep(server, tmp_path, *extra: str, loads: str = "1,2,4,8") -> tuple[subprocess.CompletedProcess, dict]:
+    url = server.url(f"{CHAT}?ttft_ms=10&itl_ms=5&max_tokens=4&max_concurrency=2")
+    path = tmp_path / "sweep.json"
+    result = subprocess.run([*FANIN, "load", "--mode", "requests", url, *OPENAI[2:], "--sweep",
+                             f"concurrency={loads}", "-d", "0.5s", "--json", str(path), *extra],
+                            capture_output=True, timeout=120, env=dict(ENV, COLUMNS="80"), cwd=tmp_path)
+    return result, orjson.loads(path.read_bytes())
+
+
+def test_a_sweep_says_where_it_wrote_and_its_chart_reads_in_ms(sse_server, tmp_path):
+    pytest.importorskip("matplotlib")  # (an extra: without it the sweep says so, tested elsewhere)
+    from fanin.load.chart import sweep_figure
+
+    result, doc = sweep(sse_server, tmp_path, "--slo", "ttft<40ms", "--slo", "e2e<200ms")
+    err, out = result.stderr.decode(), result.stdout.decode()
+    assert f"fanin: chart written to {tmp_path / 'sweep.png'}" in err
+    assert f"fanin: report written to {tmp_path / 'sweep.json'}" in err
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    figure = sweep_figure(doc)
+    top, bottom = figure.axes
+    figure.canvas.draw()
+    labels = [t.get_text() for t in top.get_yticklabels() if t.get_text()]
+    assert labels and all(label.endswith((" ms", " s")) for label in labels), labels  # not 10^2
+    assert not top.texts  # the SLOs are named in the legend, never written over the lines
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert "SLO ttft<40ms" in legend and "SLO e2e<200ms" in legend
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["1", "2", "4", "8"]
+    assert any("goodput" in line.get_label() for line in bottom.get_lines())
+
+
+def test_a_sweep_without_slo_plots_no_goodput_and_integer_ticks(sse_server, tmp_path):
+    pytest.importorskip("matplotlib")
+    from fanin.load.chart import sweep_figure
+
+    _, doc = sweep(sse_server, tmp_path, loads="1,2,3")
+    figure = sweep_figure(doc)
+    bottom = figure.axes[1]
+    figure.canvas.draw()
+    assert [t.get_text() for t in bottom.get_xticklabels() if t.get_text()] == ["1", "2", "3"]
+    assert not any("goodput" in line.get_label() for line in bottom.get_lines())
+
+
+def test_nothing_is_written_into_the_repository_unless_asked(sse_server, tmp_path):
+    before = sorted((ROOT / "benchmarks" / "results").iterdir()) if (ROOT / "benchmarks" / "results").exists() \
+        else []
+    result, doc = sweep(sse_server, tmp_path, loads="1")
+    assert result.returncode == 0
+    assert doc["chart"] == "sweep.png" and (tmp_path / "sweep.png").exists()
+    after = sorted((ROOT / "benchmarks" / "results").iterdir()) if (ROOT / "benchmarks" / "results").exists() \
+        else []
+    assert before == after

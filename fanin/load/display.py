@@ -52,8 +52,8 @@ PIPED_WIDTH = 100  # a log file or CI: room for the tables, nothing padded to a 
 
 
 def show(renderable: Any, *, stderr: bool = False) -> None:
-    """Print a table: as rich draws it on a terminal (its own width), plain text without
-    trailing spaces when piped."""
+    """Print a table (or `renderable(width)` for one that fits itself): as rich draws it on a
+    terminal (its own width), plain text without trailing spaces when piped."""
     import io
     import os
 
@@ -61,12 +61,14 @@ def show(renderable: Any, *, stderr: bool = False) -> None:
 
     console = Console(stderr=stderr)
     if console.is_terminal:
-        console.print(renderable)
+        console.print(renderable(console.width) if callable(renderable) else renderable)
         return
     try:
         width = int(os.environ.get("COLUMNS", "")) or PIPED_WIDTH
     except ValueError:
         width = PIPED_WIDTH
+    if callable(renderable):
+        renderable = renderable(width)
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False, highlight=False,
             emoji=False).print(renderable)

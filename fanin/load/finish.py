@@ -98,7 +98,7 @@ def finish(doc: dict[str, Any], options: LoadOptions) -> int:
     if doc["type"] == "load_sweep":
         from fanin.load.sweep import sweep_table, sweep_verdict
 
-        show(sweep_table(doc), stderr=to_stderr)
+        show(lambda width: sweep_table(doc, width), stderr=to_stderr)
         note, reasons = sweep_verdict(doc)
         if note:
             show(note, stderr=to_stderr)

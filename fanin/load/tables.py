@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -107,10 +108,11 @@ def report_table(report: dict[str, Any]) -> Table:
         + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
         + (" - SATURATED: " + "; ".join(client["saturated_by"]) if client["saturated"] else ""),
     )
-    percentiles = Table(show_edge=False)
+    # a rule under the header only: the row fits 80 columns without cutting a value
+    percentiles = Table(show_edge=False, box=box.SIMPLE_HEAD, pad_edge=False)
     percentiles.add_column("metric", no_wrap=True)
     for col in ("count", "p50", "p90", "p95", "p99", "max"):
-        percentiles.add_column(col, justify="right")
+        percentiles.add_column(col, justify="right", no_wrap=True)
     for name, stats in report["latency_ms"].items():
         if "requests" in report and not stats["count"] and name not in ("ttft", "itl", "tpot", "e2e"):
             continue  # request mode: leave out what it does not measure (gap, latency, ...)
@@ -131,20 +133,31 @@ def report_table(report: dict[str, Any]) -> Table:
     return outer
 
 
-def _fitted(columns: list[tuple[str, str | Text, int]], width: int | None) -> Table:
-    """One header row and one value row, never cut: (header, value, priority) columns are
-    left out, least important first (highest priority number), until the rest fit `width`."""
-    kept = list(columns)
+def fit_table(columns: list[tuple[str, int]], rows: list[list[str | Text]], width: int | None,
+              **table: Any) -> Table:
+    """A table whose cells are never cut: (header, priority) columns are left out, least
+    important first (highest priority number), until the rest fit `width` columns."""
+    kept = list(range(len(columns)))
+
+    def need(indices: list[int]) -> int:
+        return sum(max([len(columns[i][0])] + [len(str(row[i])) for row in rows]) for i in indices) \
+            + (len(indices) - 1) * 2
+
     if width is not None:
-        def need(cols: list) -> int:
-            return sum(max(len(h), len(str(v))) for h, v, _ in cols) + (len(cols) - 1) * 2
         while len(kept) > 1 and need(kept) > width:
-            kept.remove(max(kept, key=lambda c: c[2]))
-    table = Table(show_edge=False, box=None, padding=(0, 0, 0, 2), pad_edge=False)
-    for header, _, _ in kept:
-        table.add_column(header, justify="right", no_wrap=True)
-    table.add_row(*(value for _, value, _ in kept))
-    return table
+            kept.remove(max(kept, key=lambda i: (columns[i][1], i)))
+    options = {"show_edge": False, "box": None, "padding": (0, 0, 0, 2), "pad_edge": False, **table}
+    out = Table(**options)
+    for i in kept:
+        out.add_column(columns[i][0], justify="right", no_wrap=True)
+    for row in rows:
+        out.add_row(*(row[i] for i in kept))
+    return out
+
+
+def _fitted(columns: list[tuple[str, str | Text, int]], width: int | None) -> Table:
+    """One header row and one value row (the live line), fitted to `width`."""
+    return fit_table([(h, p) for h, _, p in columns], [[v for _, v, _ in columns]], width)
 
 
 def progress_table(
