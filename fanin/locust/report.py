@@ -113,7 +113,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     console = console or Console(stderr=True)
     events = report["events"]
     conns = report["connections"]
-    table = Table(title=f"fanin.locust exact SSE figures ({report['client']['workers']} process(es), "
+    workers = report["client"]["workers"]
+    table = Table(title=f"fanin.locust exact SSE figures ({workers} {'process' if workers == 1 else 'processes'}, "
                         f"{report['elapsed_s']:.1f} s)", show_edge=False)
     for column in ("name", "measure", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column in ("name", "measure") else "right")
