@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from fanin.stream import Request, StreamConfig
 
+from .console import is_terminal, terminal_width
 from .stream_command import consume, default_format
 
 __all__ = ["run_demo"]
@@ -26,8 +28,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         ]
         fmt = default_format(args.format)
         if fmt != "ndjson":
-            print(f"fanin demo: built-in server on http://127.0.0.1:{server.port}; fanning in {len(urls)} streams"
-                  " (the third drops its connection every 12 events and resumes with Last-Event-ID)",
-                  file=sys.stderr, flush=True)
+            banner = (f"fanin: demo: built-in server on http://127.0.0.1:{server.port}; fanning in {len(urls)}"
+                      " streams (the third drops its connection every 12 events and resumes with Last-Event-ID)")
+            if is_terminal(2):  # wrapped at the terminal's width, between words
+                banner = textwrap.fill(banner, width=terminal_width(2), break_long_words=False)
+            print(banner, file=sys.stderr, flush=True)
         fan = FanIn([Request(url=u) for u in urls], StreamConfig(idle_timeout=5), max_duration=15)
         return await consume(fan, fmt, n_sources=len(urls))

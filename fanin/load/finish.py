@@ -68,7 +68,7 @@ def _reasons(report: dict[str, Any]) -> list[str]:
     lines = []
     for r in report["thresholds"]:
         if not r["ok"]:
-            lines.append(f"threshold breached: {r['threshold']} (actual {format_actual(r['metric'], r['actual'])})")
+            lines.append(f"threshold breached: {r['threshold']} (actual {format_actual(r)})")
     examples = report["errors"]["examples"]
     client_errors = report["errors"]["by_kind"].get(LoadFailure.CLIENT, 0)
     requests = "requests" in report

@@ -133,7 +133,7 @@ def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> 
             doc["chart"] = os.path.basename(chart)
             print(f"fanin: chart written to {chart}", file=sys.stderr)
         except ChartUnavailable as exc:
-            print(f"fanin: {exc}", file=sys.stderr)
+            print(f"fanin: warning: {exc}", file=sys.stderr)  # no chart, the sweep still stands
     return doc
 
 

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from fanin.measure.metrics import LoadMetrics
 from fanin.measure.report import HIST_LABELS, format_actual
+from fanin.wording import plural
 
 __all__ = ["report_table", "progress_table", "request_progress_table"]
 
@@ -21,10 +22,6 @@ def _ms(value: float | None) -> str:
     if value >= 1000:
         return f"{value / 1000:.2f} s"
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
 
 
 def _count(value: float) -> str:
@@ -52,7 +49,7 @@ def report_table(report: dict[str, Any]) -> Table:
                         f"early, after {report['elapsed_s']:g} s{of}: every attempt failed before a stream opened")
     if "requests" in report:  # request mode: in flight, not held open
         settings = report["settings"]
-        limit = (_plural(settings["users"], "user", "users") if settings.get("users")
+        limit = (plural(settings["users"], "user", thousands=True) if settings.get("users")
                  else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
         summary.add_row(
             "connections",
@@ -102,7 +99,7 @@ def report_table(report: dict[str, Any]) -> Table:
     rss = client.get("rss_per_stream_kib")
     summary.add_row(
         "client",
-        f"{_plural(client.get('workers', 1), 'process', 'processes')}, cpu max {client.get('cpu_percent_max', 0):.0f}%, "
+        f"{plural(client.get('workers', 1), 'process', 'processes')}, cpu max {client.get('cpu_percent_max', 0):.0f}%, "
         f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
         + (f", {rss:.1f} KiB per stream" if rss is not None else "")
         + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
@@ -128,7 +125,7 @@ def report_table(report: dict[str, Any]) -> Table:
         outer.add_row(Text(f"warning: {warning}", style="yellow"))
     for result in report.get("thresholds", []):
         mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
-        shown = format_actual(result["metric"], result["actual"])
+        shown = format_actual(result)
         outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
     return outer
 

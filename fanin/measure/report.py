@@ -114,25 +114,23 @@ def parse_threshold(expr: str) -> Threshold:
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
 
 
-# The unit each count metric is shown with (time metrics are milliseconds).
-COUNT_UNITS = {
-    "events_per_s": " events/s", "bytes": " B", "bytes_per_s": " B/s", "rss_per_stream_kib": " KiB",
-    "cpu_us_per_event": " µs", "requests_per_s": " requests/s", "goodput_per_s": " requests/s",
-    "tokens_per_s": " tokens/s",
-}
-SHARE_METRICS = ("error_rate", "goodput_ratio")
+_UNITS = {"events": "events", "events_per_s": "events/s", "bytes": "bytes", "bytes_per_s": "bytes/s",
+          "rss_per_stream_kib": "KiB", "cpu_us_per_event": "µs", "requests_per_s": "requests/s",
+          "goodput_per_s": "requests/s", "tokens": "tokens", "tokens_per_s": "tokens/s"}
 
 
-def format_actual(metric: str, value: float | None) -> str:
-    """A measured value with its unit, as a threshold line shows it."""
-    if value is None:
+def format_actual(result: dict[str, Any]) -> str:
+    """A threshold result's measured value with its unit: '5.015 ms', '12 events', '2.5%'."""
+    actual, metric = result["actual"], result["metric"]
+    if actual is None:
         return "no data"
-    if metric in SHARE_METRICS:
-        return f"{100 * value:.2f}".rstrip("0").rstrip(".") + "%"
-    number = f"{value:,.3f}".rstrip("0").rstrip(".")
+    if metric in ("error_rate", "goodput_ratio"):
+        return f"{actual * 100:,.3f}".rstrip("0").rstrip(".") + "%"
+    shown = f"{actual:,.3f}".rstrip("0").rstrip(".")
     if metric in TIME_METRICS:
-        return number + " ms"
-    return number + COUNT_UNITS.get(metric, "")
+        return shown + " ms"
+    unit = _UNITS.get(metric) or metric.rpartition("_")[0] or metric  # connections_failed -> connections
+    return f"{shown} {unit}"
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
