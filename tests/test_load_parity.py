@@ -291,4 +291,4 @@ def test_parity_usage_errors_exit_2(server, tmp_path, capsys):
         line = out.strip().splitlines()[-1]
         assert line.startswith("fanin: error: ") and "Traceback" not in out, (argv, out)
     code, _, out = run_load([stream, "--mode", "streams", "--burstiness", "2"], tmp_path, capsys)
-    assert code == 2 and "need --mode requests" in out
+    assert code == 2 and "--burstiness needs --mode requests" in out

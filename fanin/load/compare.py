@@ -91,7 +91,7 @@ def metric_value(report: dict[str, Any], metric: str) -> float | None:
             stats = (report.get("latency_ms") or {}).get(name) or {}
         value = stats.get(stat)
         return float(value) if isinstance(value, (int, float)) else None
-    from fanin.load.report import flat_metrics
+    from fanin.measure.report import flat_metrics
 
     try:
         flat = flat_metrics(report)
@@ -234,7 +234,7 @@ def run_compare(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
     from fanin.load.finish import write_json
 
     given = sorted(k for k, v in vars(args).items() if k in defaults and k not in _COMPARE_OPTIONS
-                   and v != defaults[k])
+                   and v != defaults[k] and not (k == "method" and v in (None, "GET")))  # main sets GET
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UsageError(f"fanin load compare takes two reports, --threshold and --json; not {flags}")

@@ -10,7 +10,7 @@ import io
 from typing import Any
 
 from fanin.errors import FaninError
-from fanin.load.metrics import LoadMetrics, Recorder
+from fanin.measure.metrics import LoadMetrics, Recorder
 
 __all__ = ["percentile_key", "percentiles_ms", "add_parity_sections", "csv_rows", "write_csv"]
 

@@ -107,7 +107,7 @@ def run_streams(options: LoadOptions) -> int:
     from fanin.load.display import Progress
     from fanin.load.finish import finish, judge
     from fanin.load.pool import run_plans
-    from fanin.load.report import build_report
+    from fanin.measure.report import build_report
 
     total, workers, duration = options.users, options.process_count, options.run_duration or 0.0
     warnings = _check_reachable(total, workers, len(options.requests))
