@@ -49,11 +49,14 @@ def detect_api(url: str) -> str | None:
     return None
 
 
-def api_for_urls(urls: list[str], given: str | None) -> str | None:
-    """--api, else the API every URL's path names (URLs naming different APIs: an error)."""
+def api_for_urls(urls: list[str], given: str | None, fields_named: bool = False) -> str | None:
+    """--api, else the API every URL's path names. URLs naming different APIs are an error,
+    unless --extract / --usage-field name the fields (`fields_named`): then none is used."""
     if given is not None:
         return given
     found = {detect_api(url) for url in urls}
+    if len(found) > 1 and fields_named:
+        return None
     if len(found) > 1:
         named = ", ".join(sorted(a or "none" for a in found))
         raise UsageError(f"the URLs name different APIs ({named}); give --api openai|anthropic|dify")

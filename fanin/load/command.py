@@ -176,7 +176,13 @@ def options_from_args(args: argparse.Namespace):
         grace=_duration(args.grace, "--grace"),
         chart=args.chart,
     )
-    fields.update(parity_options(args, requests, requests_mode))
+    fields.update(parity_options(
+        requests, requests_mode, api=args.api, model=args.model, input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens, tokenizer=args.tokenizer, burstiness=args.burstiness,
+        ramp_strategy=args.ramp_strategy, ramp_start_rate=args.ramp_start_rate,
+        max_concurrency=args.max_concurrency, percentiles=args.percentiles, csv=args.csv,
+        has_body=args.data is not None or args.json_body is not None, dataset=args.dataset, limit=args.requests,
+        seed=args.seed, fields_named=args.extract is not None or args.usage_field is not None))
     return LoadOptions(**fields)
 
 
@@ -187,9 +193,16 @@ def run_load(args: argparse.Namespace) -> int:
     if args.urls and args.urls[0] == "compare":
         from fanin.load.compare import run_compare
 
-        defaults = argparse.ArgumentParser(add_help=False)
-        add_load_arguments(defaults)
-        return run_compare(args, vars(defaults.parse_args(["compare"])))
+        parser = argparse.ArgumentParser(add_help=False)
+        add_load_arguments(parser)
+        defaults = vars(parser.parse_args(["compare"]))
+        # any option but the reports, --threshold and --json is refused rather than ignored
+        # (main fills in the method: GET unless -X named another)
+        ignored = {"urls", "threshold", "json", "no_progress"}
+        given = sorted(k for k, v in vars(args).items() if k in defaults and k not in ignored and v != defaults[k]
+                       and not (k == "method" and v in (None, "GET")))
+        return run_compare(args.urls[1:], thresholds=list(args.threshold), json_path=args.json,
+                           other_options=["--" + k.replace("_", "-") for k in given])
     options = options_from_args(args)
     if options.mode == "requests":
         from fanin.load.request_command import run_requests

@@ -12,7 +12,6 @@ passes on no data. Output is plain text that fits 80 columns; `--json FILE` writ
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import sys
@@ -224,33 +223,28 @@ def _read(path: str) -> dict[str, Any]:
     return doc
 
 
-_COMPARE_OPTIONS = frozenset({"urls", "threshold", "json", "no_progress"})
-
-
-def run_compare(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
+def run_compare(files: list[str], *, thresholds: list[str], json_path: str | None,
+                other_options: list[str]) -> int:
     """`fanin load compare A.json B.json [--threshold EXPR ...] [--json FILE]`: 0 no regression,
-    1 a threshold breached, 2 bad usage. `defaults` are `fanin load`'s option defaults: any
-    other option given is refused rather than ignored."""
+    1 a threshold breached, 2 bad usage (`other_options`: any other option given, refused
+    rather than ignored)."""
     from fanin.load.finish import write_json
 
-    given = sorted(k for k, v in vars(args).items() if k in defaults and k not in _COMPARE_OPTIONS
-                   and v != defaults[k] and not (k == "method" and v in (None, "GET")))  # main sets GET
-    if given:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UsageError(f"fanin load compare takes two reports, --threshold and --json; not {flags}")
-    files = args.urls[1:]
+    if other_options:
+        raise UsageError(f"fanin load compare takes two reports, --threshold and --json; not "
+                         f"{', '.join(other_options)}")
     if len(files) != 2:
         raise UsageError(f"fanin load compare takes two report files (A, the baseline, then B), got {len(files)}")
-    thresholds = [parse_compare_threshold(t) for t in args.threshold]
+    parsed = [parse_compare_threshold(t) for t in thresholds]
     a, b = _read(files[0]), _read(files[1])
-    doc = compare_reports(a, b, thresholds)
+    doc = compare_reports(a, b, parsed)
     doc.update(a=files[0], b=files[1])
-    if args.json and args.json != "-":
+    if json_path and json_path != "-":
         from fanin.load.options import check_output_path
 
-        check_output_path(args.json)
-    write_json(doc, args.json)
-    out = sys.stderr if args.json == "-" else sys.stdout
+        check_output_path(json_path)
+    write_json(doc, json_path)
+    out = sys.stderr if json_path == "-" else sys.stdout
     out.write(render(doc, files[0], files[1]))
     out.flush()
     return 0 if doc["passed"] else 1

@@ -80,49 +80,53 @@ def _float(text: str, option: str) -> float:
         raise UsageError(f"{option}: {text!r} is not a number") from None
 
 
-def parity_options(args: argparse.Namespace, requests: tuple, requests_mode: bool) -> dict[str, Any]:
-    """The LoadOptions fields of the request-mode parity options; in request mode the API is
-    found (URL paths), the tokenizer file read and synthetic bodies built here, once."""
+def parity_options(requests: tuple, requests_mode: bool, *, api: str | None, model: str | None,
+                   input_tokens: str | None, output_tokens: str | None, tokenizer: str | None,
+                   burstiness: float | None, ramp_strategy: str | None, ramp_start_rate: float | None,
+                   max_concurrency: int | None, percentiles: str | None, csv: str | None, has_body: bool,
+                   dataset: str | None, limit: int | None, seed: int | None, fields_named: bool) -> dict[str, Any]:
+    """The LoadOptions fields of the request-mode parity options, from the command line's
+    texts; in request mode the API is found (URL paths), the tokenizer file read and
+    synthetic bodies built here, once."""
     from fanin.load.apis import api_for_urls
     from fanin.load.synthetic import (DEFAULT_INPUT, DEFAULT_MODEL, DEFAULT_OUTPUT, DEFAULT_PROMPTS, MAX_PROMPTS,
                                       parse_lengths, synthetic_items)
     from fanin.load.tokenizer import load_tokenizer
 
-    percentiles = None
-    if args.percentiles is not None:
-        parts = [t.strip() for t in args.percentiles.split(",") if t.strip()]
+    chosen = None
+    if percentiles is not None:
+        parts = [t.strip() for t in percentiles.split(",") if t.strip()]
         if not parts:
             raise UsageError("--percentiles: give a list such as 50,90,99,99.9")
-        percentiles = tuple(sorted({_float(t.rstrip("%").lstrip("p"), "--percentiles") for t in parts}))
-    input_tokens = parse_lengths(args.input_tokens, "--input-tokens")
-    output_tokens = parse_lengths(args.output_tokens, "--output-tokens")
+        chosen = tuple(sorted({_float(t.rstrip("%").lstrip("p"), "--percentiles") for t in parts}))
+    inputs = parse_lengths(input_tokens, "--input-tokens")
+    outputs = parse_lengths(output_tokens, "--output-tokens")
     fields: dict[str, Any] = dict(
-        api=args.api, api_given=args.api is not None, model=args.model, input_tokens=input_tokens,
-        output_tokens=output_tokens, tokenizer=args.tokenizer, burstiness=args.burstiness,
-        ramp_strategy=args.ramp_strategy, ramp_start_rate=args.ramp_start_rate,
-        max_concurrency=args.max_concurrency, percentiles=percentiles, csv=args.csv,
+        api=api, api_given=api is not None, model=model, input_tokens=inputs, output_tokens=outputs,
+        tokenizer=tokenizer, burstiness=burstiness, ramp_strategy=ramp_strategy, ramp_start_rate=ramp_start_rate,
+        max_concurrency=max_concurrency, percentiles=chosen, csv=csv,
     )
     if not requests_mode:
         return fields
-    api = api_for_urls([r.url for r in requests], args.api)
-    fields["api"] = api
-    tokenizer = load_tokenizer(args.tokenizer)
-    if input_tokens is None and output_tokens is None:
+    found = api_for_urls([r.url for r in requests], api, fields_named)
+    fields["api"] = found
+    counter = load_tokenizer(tokenizer)
+    if inputs is None and outputs is None:
         return fields
-    if args.data is not None or args.json_body is not None:
+    if has_body:
         raise UsageError("--input-tokens/--output-tokens build the bodies; drop --body/--json-body")
-    if api is None or args.dataset:
+    if found is None or dataset:
         return fields  # refused by LoadOptions' check, with the reason
-    input_tokens = input_tokens or DEFAULT_INPUT
-    if output_tokens is None and api != "dify":
-        output_tokens = DEFAULT_OUTPUT
+    inputs = inputs or DEFAULT_INPUT
+    if outputs is None and found != "dify":
+        outputs = DEFAULT_OUTPUT
     headers: tuple[tuple[str, str], ...] = ()
-    if api == "anthropic" and not any(k.lower() == "anthropic-version" for k in requests[0].headers):
+    if found == "anthropic" and not any(k.lower() == "anthropic-version" for k in requests[0].headers):
         headers = (("anthropic-version", "2023-06-01"),)
-    count = min(args.requests or DEFAULT_PROMPTS, MAX_PROMPTS)
-    fields.update(input_tokens=input_tokens, output_tokens=output_tokens, dataset_items=tuple(synthetic_items(
-        api, model=args.model or DEFAULT_MODEL, input_tokens=input_tokens, output_tokens=output_tokens,
-        count=count, seed=args.seed if args.seed is not None else 0, tokenizer=tokenizer, headers=headers)))
+    count = min(limit or DEFAULT_PROMPTS, MAX_PROMPTS)
+    fields.update(input_tokens=inputs, output_tokens=outputs, dataset_items=tuple(synthetic_items(
+        found, model=model or DEFAULT_MODEL, input_tokens=inputs, output_tokens=outputs,
+        count=count, seed=seed if seed is not None else 0, tokenizer=counter, headers=headers)))
     return fields
 
 
