@@ -253,8 +253,10 @@ def test_chosen_percentiles_in_json_table_and_csv(server, tmp_path, capsys):
     url = server.url(f"{CHAT}?ttft_ms=5&itl_ms=2&max_tokens=4")
     csv_path = tmp_path / "run.csv"
     code, report, out = run_load([url, "--json-body", USAGE_BODY, "-c", "2", "-n", "6", "--percentiles",
-                                  "50,90,99.9", "--csv", str(csv_path)], tmp_path, capsys)
-    assert code == 0, out
+                                  "50,90,99.9", "--csv", str(csv_path), "--threshold", "p99_ttst<5s",
+                                  "--threshold", "max_ttst<1us"], tmp_path, capsys)
+    assert code == 1, out  # the new metrics gate a run like the others: one held, one breached
+    assert [t["ok"] for t in report["thresholds"]] == [True, False]
     assert report["percentiles"] == ["p50", "p90", "p99.9"]
     assert report["latency_ms"]["ttft"]["p99.9"] >= report["latency_ms"]["ttft"]["p50"] > 0
     assert "p99.9" in out and "p95" not in out.split("metric")[1].splitlines()[0]
@@ -262,6 +264,7 @@ def test_chosen_percentiles_in_json_table_and_csv(server, tmp_path, capsys):
     assert len(rows) == 1
     assert float(rows[0]["latency_ms.ttft.p99.9"]) == report["latency_ms"]["ttft"]["p99.9"]
     assert rows[0]["requests.completed"] == "6" and rows[0]["settings.api"] == "openai"
+    assert rows[0]["passed"] == "False"
 
 
 def test_parity_usage_errors_exit_2(server, tmp_path, capsys):
