@@ -41,7 +41,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
                      help="concurrent streams; in request mode, closed-loop users (default 10)")
     run.add_argument("-d", "--duration", default=None,
                      help="how long to run: 30s, 2m, 500ms (default 10s; request mode with -n: until done)")
-    run.add_argument("--ramp-up", default=None, help="spread the opening of the connections over this time (default 0s)")
+    run.add_argument("--ramp-up", default=None, help="spread the opening of the connections over this time (default 0s); "
+                          "request mode: start the users one by one, or raise --request-rate, over it")
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default=None,
                      help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates (default 0s)")

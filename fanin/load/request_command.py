@@ -26,8 +26,8 @@ def add_request_mode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--request-rate", type=float, default=None, metavar="R",
                    help="open loop: start R requests per second (instead of -c closed-loop users)")
     g.add_argument("--arrival", choices=ARRIVALS, default=None,
-                   help="open-loop spacing: constant or poisson (default constant)")
-    g.add_argument("--seed", type=int, default=None, help="seed for --arrival poisson and --shuffle")
+                   help="open-loop spacing: constant, poisson or gamma (--burstiness) (default constant)")
+    g.add_argument("--seed", type=int, default=None, help="seed for poisson and gamma arrivals, --shuffle and synthetic prompts")
     g.add_argument("--max-in-flight", type=int, default=None, metavar="N",
                    help="open loop: a request due while N are running is not started and counted (default 1000)")
     g.add_argument("--dataset", default=None, metavar="FILE.jsonl",
@@ -50,7 +50,7 @@ def add_request_mode_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--chart", default=None, metavar="FILE.png",
                    help="sweep chart (default: next to --json, same name, .png)")
     p = parser.add_argument_group(
-        "request mode: APIs, synthetic prompts, arrivals, tokens and percentiles (as vLLM bench, GuideLLM, AIPerf)")
+        "request mode: APIs, synthetic prompts, arrivals, tokens")
     p.add_argument("--api", choices=("openai", "anthropic", "dify"), default=None,
                    help="the streaming API (default: told by the URL path, e.g. /v1/chat/completions, /v1/messages)")
     p.add_argument("--model", default=None, help="the model named in synthetic bodies (default fanin-test)")
