@@ -16,7 +16,7 @@ import pytest
 
 from fanin.cli.main import build_parser
 from fanin.cli.options import request_method
-from fanin.load.report import format_actual
+from fanin.measure.report import format_actual
 from fanin.server.app import build_app
 from fanin.server.generic import route_lines
 from fanin.wording import plural
