@@ -43,6 +43,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 # The library as `pip install` gets it: dist/sse_fanin-<version>-py3-none-any.whl

@@ -314,8 +314,7 @@ def test_a_stalled_client_says_so_in_the_open_loop(server):
     import time
 
     from fanin.load.dataset import RequestSource
-    from fanin.load.metrics import LoadMetrics
-    from fanin.load.report import add_request_sections, build_report
+    from fanin.measure.report import add_request_sections, build_report
     from fanin.load.requests_mode import RequestPlan, RequestRunner
     from fanin.stream import Request, StreamConfig
 
@@ -329,10 +328,10 @@ def test_a_stalled_client_says_so_in_the_open_loop(server):
         return await RequestRunner(plan).run()
 
     result = asyncio.run(run())
-    metrics = LoadMetrics.merge([result["snapshot"]])
-    report = build_report(metrics, targets=[], settings={"connections": 1}, elapsed_s=result["elapsed"],
-                          window=result["window"], client=result["client"], warnings=[])
-    add_request_sections(report, metrics, measured_s=result["elapsed"], slos=[], usage_field=None)
+    metrics = result.metrics
+    report = build_report(metrics, targets=[], settings={"connections": 1}, elapsed_s=result.elapsed,
+                          window=result.window.as_dict(), client=result.client, warnings=[])
+    add_request_sections(report, metrics, measured_s=result.elapsed, slos=[], usage_field=None)
     assert report["requests"]["completed"] + report["requests"]["failed"] == 100
     assert report["latency_ms"]["start_delay"]["p99"] >= 300
     assert report["client"]["saturated"]

@@ -3,16 +3,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from typing import Any
 
-import orjson
-
-from fanin.errors import FaninError
-
-__all__ = ["Progress", "emit"]
+__all__ = ["Progress", "show", "PIPED_WIDTH"]
 
 
 class Progress:
@@ -36,42 +31,48 @@ class Progress:
             self.live.__exit__(*exc)
 
     def update(self, metrics, elapsed: float) -> None:
-        from fanin.load.report import progress_table, request_progress_table
+        from fanin.load.tables import progress_table, request_progress_table
 
         if not self.live:
             return
         if self.requests:
-            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration))
+            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration,
+                                                    width=self.live.console.width))
             return
         now = time.monotonic()
         rate = (metrics.events - self._events) / max(now - self._when, 1e-6)
         self._events, self._when = metrics.events, now
         self.live.update(
-            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate)
+            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate,
+                           width=self.live.console.width)
         )
 
 
-def emit(args: argparse.Namespace, report: dict[str, Any]) -> None:
+PIPED_WIDTH = 100  # a log file or CI: room for the tables, nothing padded to a terminal's width
+
+
+def show(renderable: Any, *, stderr: bool = False) -> None:
+    """Print a table (or `renderable(width)` for one that fits itself): as rich draws it on a
+    terminal (its own width), plain text without trailing spaces when piped."""
+    import io
+    import os
+
     from rich.console import Console
 
-    from fanin.load.report import report_table
-
-    def console(**kw) -> Console:
-        out = Console(**kw)
-        if not out.is_terminal:
-            out.width = 132  # a log file or CI: room for every column
-        return out
-
-    blob = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    if args.json == "-":
-        sys.stdout.buffer.write(blob)
-        sys.stdout.flush()
-        console(stderr=True).print(report_table(report))
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        console.print(renderable(console.width) if callable(renderable) else renderable)
         return
-    if args.json:
-        try:
-            with open(args.json, "wb") as f:
-                f.write(blob)
-        except OSError as exc:
-            raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
-    console().print(report_table(report))
+    try:
+        width = int(os.environ.get("COLUMNS", "")) or PIPED_WIDTH
+    except ValueError:
+        width = PIPED_WIDTH
+    if callable(renderable):
+        renderable = renderable(width)
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False, highlight=False,
+            emoji=False).print(renderable)
+    text = "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(text)
+    stream.flush()

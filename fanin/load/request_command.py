@@ -1,5 +1,5 @@
-"""`fanin load --mode requests`: options checked, plans built, one run or a sweep, the
-report emitted and judged (thresholds; exit 0, 1, or 2 for bad usage via UsageError).
+"""`fanin load --mode requests`: its options, its plans (one per process), one run or a
+sweep, and the report; `finish` writes it and decides the exit status.
 
 The runner is `requests_mode.RequestRunner`; the sweep's steps and knee live in `sweep.py`,
 its chart in `chart.py`; this module is the glue between them and the command line."""
@@ -7,18 +7,15 @@ its chart in `chart.py`; this module is the glue between them and the command li
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
 from typing import Any
 
-from fanin.cli import runloop
-from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.extract import parse_path
+from fanin.load.options import LoadOptions
 
-__all__ = ["add_request_mode_arguments", "run_requests"]
+__all__ = ["add_request_mode_arguments", "parity_options", "run_requests"]
 
-ARRIVALS = ("constant", "poisson")
+ARRIVALS = ("constant", "poisson", "gamma")
+RAMP_STRATEGIES = ("linear", "exponential")
 
 
 def add_request_mode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,14 +25,14 @@ def add_request_mode_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stop after N measured requests (with -d: whichever comes first)")
     g.add_argument("--request-rate", type=float, default=None, metavar="R",
                    help="open loop: start R requests per second (instead of -c closed-loop users)")
-    g.add_argument("--arrival", choices=ARRIVALS, default="constant",
-                   help="open-loop spacing: constant or poisson (default constant)")
-    g.add_argument("--seed", type=int, default=None, help="seed for --arrival poisson and --shuffle")
-    g.add_argument("--max-in-flight", type=int, default=1000, metavar="N",
+    g.add_argument("--arrival", choices=ARRIVALS, default=None,
+                   help="open-loop spacing: constant, poisson or gamma (--burstiness) (default constant)")
+    g.add_argument("--seed", type=int, default=None, help="seed for poisson and gamma arrivals, --shuffle and synthetic prompts")
+    g.add_argument("--max-in-flight", type=int, default=None, metavar="N",
                    help="open loop: a request due while N are running is not started and counted (default 1000)")
     g.add_argument("--dataset", default=None, metavar="FILE.jsonl",
                    help="request bodies, one JSON object a line, or {\"body\":...,\"headers\":{...}}; cycled")
-    g.add_argument("--shuffle", action="store_true", help="send the dataset in a seeded random order")
+    g.add_argument("--shuffle", action="store_true", default=None, help="send the dataset in a seeded random order")
     g.add_argument("--extract", default=None, metavar="PATH",
                    help="an event is a token when PATH holds non-empty text: choices.0.delta.content, answer")
     g.add_argument("--usage-field", default=None, metavar="PATH",
@@ -44,226 +41,245 @@ def add_request_mode_arguments(parser: argparse.ArgumentParser) -> None:
                    help="end a request's stream at an event with this data, e.g. '[DONE]'")
     g.add_argument("--slo", action="append", default=[], metavar="EXPR",
                    help="per-request objective for goodput: ttft<500ms, tpot<50ms, e2e<5s, itl_p99<50ms (repeatable)")
-    g.add_argument("--slo-attainment", default="90%", metavar="PCT",
+    g.add_argument("--slo-attainment", default=None, metavar="PCT",
                    help="a sweep step meets the SLOs when this share of its requests does (default 90%%)")
     g.add_argument("--sweep", default=None, metavar="concurrency=1,2,4|rate=1,2,5",
                    help="run one step per load, each with its own --warmup, and find the knee")
-    g.add_argument("--grace", default="30s",
+    g.add_argument("--grace", default=None,
                    help="after the run, let running requests finish for this long (default 30s)")
     g.add_argument("--chart", default=None, metavar="FILE.png",
                    help="sweep chart (default: next to --json, same name, .png)")
+    p = parser.add_argument_group(
+        "request mode: APIs, synthetic prompts, arrivals, tokens")
+    p.add_argument("--api", choices=("openai", "anthropic", "dify"), default=None,
+                   help="the streaming API (default: told by the URL path, e.g. /v1/chat/completions, /v1/messages)")
+    p.add_argument("--model", default=None, help="the model named in synthetic bodies (default fanin-test)")
+    p.add_argument("--input-tokens", default=None, metavar="MEAN[,STDDEV]",
+                   help="synthetic prompts of this many tokens (normal, seeded with --seed)")
+    p.add_argument("--output-tokens", default=None, metavar="MEAN[,STDDEV]",
+                   help="synthetic bodies ask for this many output tokens (max_tokens)")
+    p.add_argument("--tokenizer", default=None, metavar="FILE",
+                   help="count tokens with this local tokenizer.json (default: the server's usage, else chunks)")
+    p.add_argument("--burstiness", type=float, default=None, metavar="B",
+                   help="gamma arrivals of shape B with --request-rate (1 = Poisson; below 1 burstier)")
+    p.add_argument("--ramp-strategy", choices=RAMP_STRATEGIES, default=None,
+                   help="with --ramp-up and --request-rate: how the rate rises (default linear)")
+    p.add_argument("--ramp-start-rate", type=float, default=None, metavar="R",
+                   help="the rate at the start of --ramp-up (default a tenth of --request-rate)")
+    p.add_argument("--max-concurrency", type=int, default=None, metavar="N",
+                   help="with --request-rate: at most N requests run at once; due ones wait (client queue time)")
+    p.add_argument("--percentiles", default=None, metavar="LIST",
+                   help="percentiles to report, e.g. 50,90,99,99.9 (default 50,90,95,99)")
+    p.add_argument("--csv", default=None, metavar="FILE", help="also write the report as CSV (one row per run or step)")
 
 
-# --------------------------------------------------------------------------- checking
-def _percent(text: str, option: str) -> float:
-    raw = text.strip()
+def _float(text: str, option: str) -> float:
     try:
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        return float(text)
     except ValueError:
-        raise UsageError(f"{option}: bad share {text!r} (e.g. 90% or 0.9)") from None
-    if not 0 < value <= 1:
-        raise UsageError(f"{option}: must be more than 0% and at most 100%, got {text!r}")
-    return value
+        raise UsageError(f"{option}: {text!r} is not a number") from None
 
 
-def _path(text: str | None, option: str) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    try:
-        return parse_path(text)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
+def parity_options(requests: tuple, requests_mode: bool, *, api: str | None, model: str | None,
+                   input_tokens: str | None, output_tokens: str | None, tokenizer: str | None,
+                   burstiness: float | None, ramp_strategy: str | None, ramp_start_rate: float | None,
+                   max_concurrency: int | None, percentiles: str | None, csv: str | None, has_body: bool,
+                   dataset: str | None, limit: int | None, seed: int | None, fields_named: bool) -> dict[str, Any]:
+    """The LoadOptions fields of the request-mode parity options, from the command line's
+    texts; in request mode the API is found (URL paths), the tokenizer file read and
+    synthetic bodies built here, once."""
+    from fanin.load.apis import api_for_urls
+    from fanin.load.synthetic import (DEFAULT_INPUT, DEFAULT_MODEL, DEFAULT_OUTPUT, DEFAULT_PROMPTS, MAX_PROMPTS,
+                                      parse_lengths, synthetic_items)
+    from fanin.load.tokenizer import load_tokenizer
+
+    chosen = None
+    if percentiles is not None:
+        parts = [t.strip() for t in percentiles.split(",") if t.strip()]
+        if not parts:
+            raise UsageError("--percentiles: give a list such as 50,90,99,99.9")
+        chosen = tuple(sorted({_float(t.rstrip("%").lstrip("p"), "--percentiles") for t in parts}))
+    inputs = parse_lengths(input_tokens, "--input-tokens")
+    outputs = parse_lengths(output_tokens, "--output-tokens")
+    fields: dict[str, Any] = dict(
+        api=api, api_given=api is not None, model=model, input_tokens=inputs, output_tokens=outputs,
+        tokenizer=tokenizer, burstiness=burstiness, ramp_strategy=ramp_strategy, ramp_start_rate=ramp_start_rate,
+        max_concurrency=max_concurrency, percentiles=chosen, csv=csv,
+    )
+    if not requests_mode:
+        return fields
+    found = api_for_urls([r.url for r in requests], api, fields_named)
+    fields["api"] = found
+    counter = load_tokenizer(tokenizer)
+    if inputs is None and outputs is None:
+        return fields
+    if has_body:
+        raise UsageError("--input-tokens/--output-tokens build the bodies; drop --body/--json-body")
+    if found is None or dataset:
+        return fields  # refused by LoadOptions' check, with the reason
+    inputs = inputs or DEFAULT_INPUT
+    if outputs is None and found != "dify":
+        outputs = DEFAULT_OUTPUT
+    headers: tuple[tuple[str, str], ...] = ()
+    if found == "anthropic" and not any(k.lower() == "anthropic-version" for k in requests[0].headers):
+        headers = (("anthropic-version", "2023-06-01"),)
+    count = min(limit or DEFAULT_PROMPTS, MAX_PROMPTS)
+    fields.update(input_tokens=inputs, output_tokens=outputs, dataset_items=tuple(synthetic_items(
+        found, model=model or DEFAULT_MODEL, input_tokens=inputs, output_tokens=outputs,
+        count=count, seed=seed if seed is not None else 0, tokenizer=counter, headers=headers)))
+    return fields
 
 
-def _check(args: argparse.Namespace) -> dict[str, Any]:
-    """Every option checked, every request built, before any load starts."""
-    from fanin.load.dataset import RequestSource, load_dataset
-    from fanin.load.report import parse_threshold
-    from fanin.load.slo import parse_slo
-    from fanin.load.sweep import parse_sweep
+# --------------------------------------------------------------------------- plans
+def request_plans(options: LoadOptions, users: int | None, rate: float | None) -> list:
+    """One RequestPlan per process for one load (closed loop: `users`; open loop: `rate`)."""
+    from fanin.load.dataset import RequestSource
+    from fanin.load.request_workers import worker_shares
+    from fanin.load.requests_mode import RequestPlan
 
-    explicit_c = args.connections is not None
-    if args.request_rate is not None and explicit_c and not args.sweep:
-        raise UsageError("give -c (closed loop: concurrent users) or --request-rate (open loop), not both")
-    if args.request_rate is not None and not args.request_rate > 0:
-        raise UsageError("--request-rate must be a positive number of requests per second")
-    if args.connections is not None and args.connections < 1:
-        raise UsageError("-c/--connections must be at least 1")
-    if args.requests is not None and args.requests < 1:
-        raise UsageError("-n/--requests must be at least 1")
-    if args.max_in_flight < 1:
-        raise UsageError("--max-in-flight must be at least 1")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.retries != 3 or args.reconnect != "error":
-        raise UsageError("--retries and --reconnect are for --mode streams: request mode sends each request "
-                         "once and counts a failure as a failed request")
-    if args.ramp_up not in ("0s", "0") or args.rate is not None:
-        raise UsageError("--ramp-up and --rate are for --mode streams; use -c or --request-rate")
-    duration = parse_duration(args.duration, option="--duration") if args.duration is not None else None
-    if duration is None and args.requests is None:
-        duration = 10.0
-    if duration is not None and duration <= 0:
-        raise UsageError("--duration must be more than 0")
-    warmup = parse_duration(args.warmup, option="--warmup")
-    if duration is not None and warmup >= duration:
-        raise UsageError("--warmup must be shorter than --duration")
-    extract = _path(args.extract, "--extract")
-    usage = _path(args.usage_field, "--usage-field")
-    latency_path = _path(args.latency_field, "--latency-field")
-    slos = [parse_slo(expr) for expr in args.slo]
-    thresholds = [parse_threshold(t) for t in args.threshold]
-    sweep = parse_sweep(args.sweep) if args.sweep else None
-    if sweep and sweep[0] == "concurrency" and args.request_rate is not None:
-        raise UsageError("--sweep concurrency=... runs closed-loop steps; drop --request-rate")
-    if sweep and sweep[0] == "rate" and explicit_c:
-        raise UsageError("--sweep rate=... runs open-loop steps; drop -c")
-    from fanin.cli.options import read_body
-    from fanin.load.setup import build_config, build_requests
+    items = list(options.dataset_items) if options.dataset_items else None
+    bases = list(options.requests)
+    config = options.stream_config()
+    from fanin.load.request_workers import shares
 
-    if args.method.upper() == "GET" and (args.dataset or args.data is not None or args.json_body is not None):
-        args.method = "POST"  # a request body means a POST unless -X says otherwise
-    if getattr(args, "body_bytes", None) is None:  # (a --workers process gets it already read)
-        args.body_bytes = read_body(args.data)
-    args.data = None
-    bases = build_requests(args)
-    items = load_dataset(args.dataset) if args.dataset else None
-    source_args = {"items": items, "shuffle": args.shuffle, "seed": args.seed}
-    RequestSource(bases, **source_args).validate()
-    config = build_config(args)
-    config.reconnect, config.retries, config.stop_on = "never", 0, args.stop_on
-    config.validate()
-    return {
-        "bases": bases, "source_args": source_args, "config": config, "duration": duration, "warmup": warmup,
-        "extract": extract, "usage": usage, "latency_path": latency_path, "slos": slos,
-        "thresholds": thresholds, "sweep": sweep,
-        "grace": parse_duration(args.grace, option="--grace"),
-        "attainment": _percent(args.slo_attainment, "--slo-attainment"),
-    }
+    parts = worker_shares(options.process_count, users=users, rate=rate, limit=options.limit,
+                          max_in_flight=options.in_flight_cap, seed=options.seed)
+    caps = shares(options.max_concurrency, len(parts)) if options.max_concurrency else [None] * len(parts)
+    # --extract / --usage-field name the fields themselves: then no API reader is needed
+    reader = None if options.extract is not None or options.usage_field is not None else options.api
+    ramp = options.ramp_up if options.ramp_up and options.request_rate is not None else None
+    plans = []
+    for part, cap in zip(parts, caps):
+        share = part["rate"] / rate if rate and part.get("rate") else 1.0
+        plans.append(RequestPlan(
+            source=RequestSource(bases, items, shuffle=options.shuffle, seed=options.seed),
+            config=config, arrival=_arrival(options), duration=options.run_duration,
+            warmup=options.warmup_s, grace=options.grace_s, extract=options.extract, usage=options.usage_field,
+            slos=list(options.slos), latency_path=options.latency_field, latency_unit=options.latency_unit,
+            api=reader, tokenizer=options.tokenizer, burstiness=options.burstiness or 1.0,
+            ramp_up=ramp if rate is not None else None, ramp_strategy=options.ramp_strategy or "linear",
+            ramp_start_rate=(options.ramp_start or 0) * share, user_ramp_up=options.ramp_up if users else None,
+            max_concurrency=max(cap, 1) if cap is not None else None, **part,
+        ))
+    return plans
+
+
+def _arrival(options: LoadOptions) -> str:
+    if options.burstiness is not None:
+        return "gamma"
+    return options.arrival or "constant"
+
+
+def check_requests(options: LoadOptions) -> None:
+    """Build (and so check) the request for every URL x dataset line before any load."""
+    from fanin.load.dataset import RequestSource
+
+    items = list(options.dataset_items) if options.dataset_items else None
+    RequestSource(list(options.requests), items).validate()
 
 
 # --------------------------------------------------------------------------- one run
-def _settings(args: argparse.Namespace, checked: dict[str, Any], users: int | None, rate: float | None) -> dict:
+def _settings(options: LoadOptions, users: int | None, rate: float | None, workers: int) -> dict:
+    config = options.stream_config()
     return {
         "mode": "requests",
-        "connections": users if users is not None else args.max_in_flight,
+        "connections": users if users is not None else options.in_flight_cap,
         "users": users,
         "request_rate": rate,
-        "arrival": args.arrival if rate is not None else None,
-        "seed": args.seed,
-        "max_in_flight": args.max_in_flight if rate is not None else users,
-        "requests": args.requests,
-        "duration_s": checked["duration"],
-        "warmup_s": checked["warmup"],
-        "grace_s": checked["grace"],
-        "workers": args.workers,
-        "method": args.method.upper(),
-        "dataset": args.dataset,
-        "shuffle": args.shuffle,
-        "extract": args.extract,
-        "usage_field": args.usage_field,
-        "stop_on": args.stop_on,
-        "latency_field": args.latency_field,
-        "slos": [s.expr for s in checked["slos"]],
-        "connect_timeout_s": checked["config"].connect_timeout,
-        "idle_timeout_s": checked["config"].idle_timeout,
+        "arrival": _arrival(options) if rate is not None else None,
+        "seed": options.seed,
+        "max_in_flight": options.in_flight_cap if rate is not None else users,
+        "requests": options.limit,
+        "duration_s": options.run_duration,
+        "warmup_s": options.warmup_s,
+        "grace_s": options.grace_s,
+        "workers": workers,
+        "method": options.method,
+        "dataset": options.dataset,
+        "shuffle": options.shuffle,
+        "extract": options.extract_text,
+        "usage_field": options.usage_field_text,
+        "stop_on": options.stop_on,
+        "latency_field": options.latency_field_text,
+        "slos": [s.expr for s in options.slos],
+        "connect_timeout_s": config.connect_timeout,
+        "idle_timeout_s": config.idle_timeout,
+        "api": options.api,
+        "burstiness": (options.burstiness or 1.0) if _arrival(options) == "gamma" and rate is not None else None,
+        "ramp_up_s": options.ramp_up,
+        "ramp_strategy": (options.ramp_strategy or "linear") if options.ramp_start is not None else None,
+        "ramp_start_rate": options.ramp_start if rate is not None else None,
+        "max_concurrency": options.max_concurrency,
+        "tokenizer": options.tokenizer,
+        "percentiles": list(options.percentiles) if options.percentiles else None,
+        "synthetic": {
+            "model": options.model or "fanin-test",
+            "input_tokens": options.input_tokens.as_dict() if options.input_tokens else None,
+            "output_tokens": options.output_tokens.as_dict() if options.output_tokens else None,
+            "prompts": len(options.dataset_items or ()),
+            "seed": options.seed if options.seed is not None else 0,
+        } if options.synthetic else None,
     }
 
 
-async def _run_plan(plan, progress) -> dict[str, Any]:
-    from fanin.load.requests_mode import RequestRunner
-    from fanin.load.setup import run_until_stopped
-
-    return await run_until_stopped(RequestRunner(plan, progress))
-
-
-def _plan(args: argparse.Namespace, checked: dict[str, Any], part: dict[str, Any]):
-    from fanin.load.dataset import RequestSource
-    from fanin.load.requests_mode import RequestPlan
-
-    return RequestPlan(
-        source=RequestSource(checked["bases"], **checked["source_args"]),
-        config=checked["config"], arrival=args.arrival, duration=checked["duration"],
-        warmup=checked["warmup"], grace=checked["grace"], extract=checked["extract"], usage=checked["usage"],
-        slos=checked["slos"], latency_path=checked["latency_path"], latency_unit=args.latency_unit, **part,
-    )
-
-
-def plan_in_worker(args: argparse.Namespace, part: dict[str, Any]):
-    """A --workers process's plan: everything checked and built again from the options (the
-    body already read), then its share of the load."""
-    return _plan(args, _check(args), part)
-
-
-def run_step(args: argparse.Namespace, checked: dict[str, Any], users: int | None, rate: float | None,
-             show_progress: bool) -> dict[str, Any]:
-    """One request-mode run at one load; returns its full report (thresholds evaluated)."""
+def run_step(options: LoadOptions, users: int | None, rate: float | None) -> dict[str, Any]:
+    """One request-mode run at one load; returns its full report, judged."""
     from fanin.load.display import Progress
-    from fanin.load.metrics import LoadMetrics
-    from fanin.load.report import add_request_sections, build_report, evaluate_thresholds
-    from fanin.load.request_workers import run_request_workers, worker_shares
+    from fanin.load.finish import judge
+    from fanin.load.pool import run_plans
+    from fanin.measure.report import add_request_sections, build_report
 
-    with Progress(show_progress, checked["duration"] or 0, users or 0, requests=True) as display:
-        if args.workers > 1:
-            parts = worker_shares(args.workers, users=users, rate=rate, limit=args.requests,
-                                  max_in_flight=args.max_in_flight, seed=args.seed)
-            ran = run_request_workers(functools.partial(plan_in_worker, args), parts, progress=display.update,
-                                      deadline_s=(checked["duration"] or 3600) + checked["grace"] + 60)
-            metrics, result = ran["metrics"], ran
-        else:
-            plan = _plan(args, checked, {"users": users, "rate": rate, "seed": args.seed,
-                                         "max_in_flight": args.max_in_flight, "limit": args.requests})
-            result = runloop.run(_run_plan(plan, display.update), streams=users or args.max_in_flight)
-            metrics = LoadMetrics.merge([result["snapshot"]])
+    plans = request_plans(options, users, rate)
+    duration = options.run_duration
+    with Progress(options.progress, duration or 0, users or 0, requests=True) as display:
+        result = run_plans(plans, progress=display.update, deadline_s=(duration or 3600) + options.grace_s + 60)
+    metrics, workers = result.metrics, result.client["workers"]
     warnings = []
     if users is not None and metrics.peak_active < users:
-        sampled = " (sampled every 100 ms across the worker processes)" if result["client"]["workers"] > 1 else ""
-        warnings.append(f"only {metrics.peak_active} of the {users} users had a request running at once{sampled}")
+        sampled = " (sampled every 100 ms across the worker processes)" if workers > 1 else ""
+        noun = "user" if users == 1 else "users"
+        warnings.append(f"only {metrics.peak_active:,} of the {users:,} {noun} had a request running at once"
+                        f"{sampled}")
     if metrics.requests_not_started:
-        warnings.append(f"{metrics.requests_not_started} requests were due while --max-in-flight "
-                        f"{args.max_in_flight} were running and were not started")
+        n = metrics.requests_not_started
+        warnings.append(f"{n:,} {'request was' if n == 1 else 'requests were'} due while --max-in-flight "
+                        f"{options.in_flight_cap:,} were running and {'was' if n == 1 else 'were'} not started")
     if metrics.requests_interrupted:
-        warnings.append(f"{metrics.requests_interrupted} requests were still running {checked['grace']:g}s "
-                        f"after the run and were cancelled (raise --grace)")
-    if checked["usage"] is not None and metrics.usage_missing:
-        warnings.append(f"{metrics.usage_missing} completed requests carried no {args.usage_field}; "
-                        f"their tokens were counted from events")
+        n = metrics.requests_interrupted
+        why = ("when the run was interrupted" if result.stopped_by == "interrupt"
+               else f"{options.grace_s:g} s after the run (raise --grace)")
+        warnings.append(f"{n:,} {'request was' if n == 1 else 'requests were'} still running {why} and "
+                        f"{'was' if n == 1 else 'were'} cancelled")
+    if options.usage_field is not None and metrics.usage_missing:
+        n = metrics.usage_missing
+        warnings.append(f"{n:,} completed {'request' if n == 1 else 'requests'} carried no "
+                        f"{options.usage_field_text}; {'its' if n == 1 else 'their'} tokens were counted from events")
     report = build_report(
-        metrics, targets=[r.display_url for r in checked["bases"]], settings=_settings(args, checked, users, rate),
-        elapsed_s=result["elapsed"], window=result["window"], client=result["client"], warnings=warnings,
+        metrics, targets=[r.display_url for r in options.requests],
+        settings=_settings(options, users, rate, workers), elapsed_s=result.elapsed,
+        window=result.window.as_dict(), client=result.client, warnings=warnings,
     )
-    report["settings"]["workers"] = result["client"]["workers"]
-    add_request_sections(report, metrics, measured_s=result["elapsed"] - result["window"]["from_s"],
-                         slos=[s.expr for s in checked["slos"]], usage_field=args.usage_field)
-    report["thresholds"] = evaluate_thresholds(report, checked["thresholds"])
-    client_errors = metrics.errors.get("client", 0)
-    breached = [r for r in report["thresholds"] if not r["ok"]]
-    report["passed"] = not breached and metrics.connections_opened > 0 and not client_errors
-    return report
+    add_request_sections(report, metrics, measured_s=result.elapsed - result.window.from_s,
+                         slos=[s.expr for s in options.slos], usage_field=options.usage_field_text)
+    from fanin.load.parity_report import add_parity_sections
+
+    add_parity_sections(report, metrics, options, measured_s=result.elapsed - result.window.from_s)
+    return judge(report, result, options)
 
 
-def run_requests(args: argparse.Namespace) -> int:
+def run_requests(options: LoadOptions) -> int:
     """`fanin load --mode requests`: one run, or a sweep; returns the exit status."""
-    from fanin.load.display import emit
+    from fanin.load.finish import finish
 
-    checked = _check(args)
-    show = not args.no_progress and sys.stderr.isatty()
-    if checked["sweep"]:
+    from fanin.load.parity_report import write_csv
+
+    check_requests(options)
+    if options.sweep:
         from fanin.load.sweep import run_sweep
 
-        return run_sweep(args, checked, show, run_step)
-    users = None if args.request_rate is not None else (args.connections or 10)
-    report = run_step(args, checked, users, args.request_rate, show)
-    emit(args, report)
-    for r in report["thresholds"]:
-        if not r["ok"]:
-            actual = "no data" if r["actual"] is None else f"{r['actual']:g}"
-            print(f"fanin load: threshold breached: {r['threshold']} (actual {actual})", file=sys.stderr)
-    examples = report["errors"]["examples"]
-    if report["errors"]["by_kind"].get("client"):
-        print(f"fanin load: error: requests stopped on a client-side error ({examples.get('client')})",
-              file=sys.stderr)
-    if report["connections"]["opened"] == 0:
-        example = next(iter(examples.values()), "no request was answered")
-        print(f"fanin load: error: no request got a stream ({example})", file=sys.stderr)
-    return 0 if report["passed"] else 1
+        doc = run_sweep(options, run_step)
+    else:
+        users = None if options.request_rate is not None else options.users
+        doc = run_step(options, users, options.request_rate)
+    write_csv(doc, options.csv)
+    return finish(doc, options)

@@ -1,25 +1,17 @@
-"""`fanin load --mode requests --workers K`: one request-mode load split over K processes,
-for loads past one process's ceiling, merged into one report (HDR histograms added exactly).
+"""`fanin load --mode requests --workers K`: how one request-mode load is split over K
+processes (run by pool.py, merged into one report with HDR histograms added exactly).
 
 The split keeps the load model intact: closed-loop users and -n are shared out as evenly as
 possible; in the open loop each process runs R/K requests per second, with constant arrivals
 interleaved (process i is due at i/R, i/R + K/R, ...; together exactly every 1/R) and Poisson
 arrivals from seed + i (a sum of Poisson processes is one of rate R). --max-in-flight is
-shared out too. The processes import and prepare first, then all start on one signal, so their
-windows line up (active counts are merged on the wall-clock grid, see metrics.py)."""
+shared out too."""
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queue_module
-import signal
-import time
-from typing import Any, Callable
+from typing import Any
 
-from fanin.errors import FaninError
-from fanin.load.metrics import LoadMetrics, merge_clients
-
-__all__ = ["shares", "worker_shares", "run_request_workers"]
+__all__ = ["shares", "worker_shares"]
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -48,83 +40,3 @@ def worker_shares(workers: int, *, users: int | None, rate: float | None, limit:
             part.update(users=None, rate=rate / k, offset=i / rate)
         out.append(part)
     return out
-
-
-def _worker_main(build_plan: Callable[[dict], Any], part: dict, index: int, go, channel) -> None:
-    """One process: prepare, wait for the common start, run, send snapshots and the result."""
-    try:
-        from fanin.cli import runloop
-        from fanin.load.requests_mode import RequestRunner
-
-        plan = build_plan(part)
-
-        async def run():
-            runner = RequestRunner(plan, lambda metrics, elapsed: channel.put(("progress", index,
-                                                                              metrics.snapshot())))
-            return await runner.run()
-
-        channel.put(("ready", index, None))
-        if not go.wait(timeout=120):
-            raise FaninError("no start signal from the parent process")
-        result = runloop.run(run(), streams=plan.users or plan.max_in_flight)
-        channel.put(("final", index, result))
-    except BaseException as exc:  # report, never a traceback
-        channel.put(("crash", index, f"{exc.__class__.__name__}: {exc}"))
-
-
-def run_request_workers(build_plan: Callable[[dict], Any], parts: list[dict], *, deadline_s: float,
-                        progress: Callable[[LoadMetrics, float], None]) -> dict[str, Any]:
-    """Run one plan per part in its own process; the merged result, shaped like one runner's.
-
-    `build_plan(part)` must be picklable (a module-level function or functools.partial)."""
-    ctx = multiprocessing.get_context("spawn")
-    channel, go = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_worker_main, args=(build_plan, part, i, go, channel), daemon=True)
-             for i, part in enumerate(parts)]
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the workers stop themselves and report
-    ready: set[int] = set()
-    latest: dict[int, dict] = {}
-    finals: dict[int, dict] = {}
-    try:
-        for proc in procs:
-            proc.start()
-        limit = time.monotonic() + 120
-        started = None
-        while len(finals) < len(procs):
-            try:
-                kind, index, payload = channel.get(timeout=1.0)
-            except queue_module.Empty:
-                if time.monotonic() > limit or not any(p.is_alive() for p in procs):
-                    raise FaninError(f"{len(procs) - len(finals)} load worker(s) stopped without a report") from None
-                continue
-            if kind == "crash":
-                raise FaninError(f"load worker {index} failed: {payload}")
-            if kind == "ready":
-                ready.add(index)
-                if len(ready) == len(procs):
-                    started = time.monotonic()
-                    limit = started + deadline_s
-                    go.set()
-            elif kind == "final":
-                finals[index] = payload
-            else:
-                latest[index] = payload
-                if len(latest) == len(procs) and started is not None:
-                    progress(LoadMetrics.merge(list(latest.values())), time.monotonic() - started)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        go.set()
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-    results = [finals[i] for i in sorted(finals)]
-    merged = LoadMetrics.merge([r["snapshot"] for r in results])
-    windows = [r["window"] for r in results]
-    return {
-        "metrics": merged,
-        "client": merge_clients([r["client"] for r in results]),
-        "elapsed": max(r["elapsed"] for r in results),
-        "window": {"from_s": max(w["from_s"] for w in windows), "events": sum(w["events"] for w in windows),
-                   "bytes": sum(w["bytes"] for w in windows)},
-    }

@@ -10,51 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-import aiohttp
-import orjson
+from fanin.load.kinds import LoadFailure
+from fanin.load.result import ALL_FAILED, RunResult, Window
+from fanin.measure.metrics import LoadMetrics, record_corrected
+from fanin.measure.observer import LoadObserver, make_load_session, rss_bytes
+from fanin.stream import Request, SSEStream, StreamConfig
 
-from fanin.extract import get_path
-from fanin.load.metrics import LoadMetrics, record_corrected
-from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
+__all__ = ["LoadPlan", "LoadRunner", "TICK_S"]
 
-__all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS", "TICK_S", "rss_bytes", "make_load_session"]
-
-UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 TICK_S = 0.1
-
-
-def rss_bytes() -> int:
-    """This process's resident memory now (psutil when installed, else /proc, else the peak)."""
-    try:
-        import psutil
-
-        return psutil.Process(os.getpid()).memory_info().rss
-    except ImportError:
-        pass
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def guess_unit_ns(value: float) -> float:
-    """Nanoseconds per unit for an epoch timestamp, judged by its size (auto --latency-unit)."""
-    value = abs(value)
-    if value >= 1e17:
-        return 1.0
-    if value >= 1e14:
-        return 1e3
-    if value >= 1e11:
-        return 1e6
-    return 1e9
 
 
 @dataclass
@@ -73,129 +41,9 @@ class LoadPlan:
     tick_s: float = TICK_S  # event-loop lag probe interval
 
 
-class LoadObserver(StreamObserver):
-    """Engine hooks and delivered batches -> LoadMetrics, with as little work per event as possible."""
-
-    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str):
-        self.m = metrics
-        self.connected = bytearray(slots)
-        self.open_ns = [0] * slots  # request start of the current connection
-        self.last_ns = [0] * slots  # arrival of the last read with events (0: none yet)
-        self.frozen = False  # set at the end of the run: teardown is not measured
-        self.latency_path = latency_path
-        self.unit_ns = None if latency_unit == "auto" else UNIT_NS[latency_unit]
-        self._connect = metrics.hist["connect"].pending
-        self._ttfe = metrics.hist["ttfe"].pending
-        self._gap_rec = metrics.hist["gap"]
-        self._gap = self._gap_rec.pending
-        self._latency = metrics.hist["latency"].pending
-
-    # -- engine hooks
-    def on_connect(self, source: int, connect_ns: int) -> None:
-        if self.frozen:
-            return
-        m = self.m
-        m.connections_opened += 1
-        self._connect.append(connect_ns // 1000)
-        if not self.connected[source]:  # (after a clean end with --reconnect always it still is)
-            self.connected[source] = 1
-            m.active += 1
-            if m.active > m.peak_active:
-                m.peak_active = m.active
-        self.open_ns[source] = time.monotonic_ns() - connect_ns
-        self.last_ns[source] = 0
-
-    def on_bytes(self, source: int, n: int) -> None:
-        self.m.bytes += n
-
-    def on_failure(self, source: int, kind: str, message: str) -> None:
-        if self.frozen:
-            return
-        m = self.m
-        kind = str(kind)  # a FailureKind as a plain str: orjson takes only exact str as a key
-        m.errors[kind] += 1
-        if kind not in m.error_examples:
-            m.error_examples[kind] = message
-        if self.connected[source]:
-            self.connected[source] = 0
-            m.active -= 1
-            m.stream_errors += 1
-        else:
-            m.connections_failed += 1
-
-    def on_reconnect(self, source: int) -> None:
-        if not self.frozen:
-            self.m.reconnects += 1
-
-    def on_end(self, source: int, status: str) -> None:
-        if self.frozen:
-            return
-        m = self.m
-        if self.connected[source]:
-            self.connected[source] = 0
-            m.active -= 1
-        if status == "completed":
-            m.streams_completed += 1
-        elif status == "failed":
-            m.streams_failed += 1
-
-    # -- delivered events (one fanin.events.Batch per network read of one source)
-    async def deliver(self, batch) -> None:
-        if self.frozen:
-            return
-        source = batch.source
-        arrival = batch.arrival_ns
-        n = len(batch.messages)
-        self.m.events += n
-        last = self.last_ns[source]
-        if last:
-            self._gap.append((arrival - last) // 1000)
-        else:
-            self._ttfe.append((arrival - self.open_ns[source]) // 1000)
-        if n > 1:  # the rest arrived in the same read: gap 0
-            self._gap_rec.zeros += n - 1
-        self.last_ns[source] = arrival
-        if self.latency_path is not None:
-            self._record_latency(batch.messages, batch.wall_ns)
-
-    def _record_latency(self, messages: list, wall_ns: int) -> None:
-        """Arrival wall clock minus the send timestamp read from each event's JSON data."""
-        loads, path, out, m = orjson.loads, self.latency_path, self._latency, self.m
-        for message in messages:  # (type, data, id, own_id)
-            try:
-                value = get_path(loads(message[1]), path)
-            except orjson.JSONDecodeError:
-                value = None
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    value = None
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                m.latency_missing += 1
-                continue
-            unit = self.unit_ns
-            if unit is None:
-                unit = self.unit_ns = guess_unit_ns(value)
-            latency = (wall_ns - int(value * unit)) // 1000
-            if latency < 0:
-                m.latency_negative += 1
-                latency = 0
-            out.append(latency)
-
-
-def make_load_session() -> aiohttp.ClientSession:
-    """Like the engine's session (no connection cap) but without trust_env: a load test goes
-    straight to the URLs the user gave, never through a proxy from the environment, and
-    skipping the per-request proxy/.netrc lookups is what lets thousands of streams open fast."""
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=None), trust_env=False, auto_decompress=True
-    )
-
-
 class LoadRunner:
-    """Runs a LoadPlan to its end (duration reached or stop() called) and returns a result dict."""
+    """Runs a LoadPlan to its end (duration reached, stop() called, or every slot given up
+    before any stream opened) and returns its RunResult."""
 
     def __init__(self, plan: LoadPlan, progress: Callable[[LoadMetrics, float], None] | None = None):
         self.plan = plan
@@ -209,7 +57,7 @@ class LoadRunner:
         self._gc_done = False
         self._last_start = max(plan.start_offsets, default=0.0)
 
-    def stop(self) -> None:
+    def stop(self, interrupted: bool = False) -> None:
         self._stop.set()
 
     async def _slot(self, session, slot: int, delay: float) -> None:
@@ -222,7 +70,7 @@ class LoadRunner:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
                 message = stream.secrets.scrub(f"load client error: {exc.__class__.__name__}: {exc}")
-                self.observer.on_failure(slot, "client", message)
+                self.observer.on_failure(slot, LoadFailure.CLIENT, message)
                 self.observer.on_end(slot, "failed")
                 return
             if report.status != "completed" or report.events == 0:
@@ -269,7 +117,34 @@ class LoadRunner:
         self.cpu_percents.clear()
         self._cpu_start = time.process_time()
 
-    async def run(self) -> dict[str, Any]:
+    async def _wait_for_end(self, tasks: list[asyncio.Task], start: float) -> str | None:
+        """Until the duration is reached or stop() is called; sooner when every slot gave up
+        without any stream having opened (a URL that cannot open: waiting is pointless)."""
+        loop = asyncio.get_running_loop()
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        slots_done = asyncio.ensure_future(asyncio.wait(tasks)) if tasks else None
+        waits = [stop_wait] + ([slots_done] if slots_done else [])
+        try:
+            while True:
+                left = self.plan.duration - (loop.time() - start)
+                if left <= 0:
+                    return None
+                done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                if stop_wait in done:
+                    return None
+                if slots_done is not None and slots_done in done:
+                    if self.metrics.connections_opened == 0:
+                        return ALL_FAILED
+                    waits = [stop_wait]  # streams ran and ended: measure to the end as before
+                    slots_done = None
+                if not done:
+                    return None
+        finally:
+            stop_wait.cancel()
+            if slots_done is not None:
+                slots_done.cancel()
+
+    async def run(self) -> RunResult:
         plan = self.plan
         loop = asyncio.get_running_loop()
         session = make_load_session()
@@ -282,10 +157,7 @@ class LoadRunner:
                 for slot, delay in zip(plan.slots, plan.start_offsets)
             ]
             ticker = asyncio.create_task(self._ticker(start))
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=plan.duration)
-            except TimeoutError:
-                pass
+            stopped_by = await self._wait_for_end(tasks, start)
             elapsed = loop.time() - start
             cpu_seconds = time.process_time() - self._cpu_start
             # Freeze before teardown so closing connections is not counted as errors.
@@ -309,9 +181,9 @@ class LoadRunner:
             "rss_growth_bytes": max(0, rss_end - rss_base),
         }
         gc.unfreeze()
-        window = {
-            "from_s": round(self.window["from_s"], 3),
-            "events": self.metrics.events - self.window["events"],
-            "bytes": self.metrics.bytes - self.window["bytes"],
-        }
-        return {"snapshot": self.metrics.snapshot(), "client": client, "elapsed": elapsed, "window": window}
+        window = Window(
+            from_s=round(self.window["from_s"], 3),
+            events=self.metrics.events - self.window["events"],
+            bytes=self.metrics.bytes - self.window["bytes"],
+        )
+        return RunResult([self.metrics.snapshot()], client, elapsed, window, stopped_by=stopped_by)

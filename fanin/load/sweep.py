@@ -6,16 +6,17 @@ and every --threshold held). Writes one JSON document holding each step's full r
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import orjson
+from fanin.errors import UsageError
+from fanin.load.result import INTERRUPT
 
-from fanin.errors import FaninError, UsageError
+if TYPE_CHECKING:
+    from fanin.load.options import LoadOptions
 
-__all__ = ["parse_sweep", "step_passed", "find_knee", "run_sweep", "sweep_table"]
+__all__ = ["parse_sweep", "step_passed", "find_knee", "run_sweep", "sweep_table", "sweep_verdict"]
 
 PARAMETERS = {"concurrency": "concurrency (users)", "rate": "request rate (requests/s)"}
 
@@ -61,97 +62,89 @@ def find_knee(passed: list[bool]) -> int | None:
     return knee
 
 
-def _chart_path(args: argparse.Namespace) -> str | None:
-    if args.chart:
-        return args.chart
-    if args.json and args.json != "-":
-        return os.path.splitext(args.json)[0] + ".png"
-    return None
+def sweep_table(doc: dict[str, Any], width: int | None = None):
+    """The summary: one row per step, the knee marked; columns that do not fit `width` are
+    left out (least important first), never cut."""
+    from fanin.load.tables import _count, _ms, fit_table
 
-
-def sweep_table(doc: dict[str, Any]):
-    """The summary: one row per step, the knee marked."""
-    from rich.table import Table
-
-    from fanin.load.report import _count, _ms
-
-    table = Table(title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}", show_edge=False)
-    for col in ("load", "req/s", "tok/s", "good/s", "ttft p50", "ttft p99", "itl p99", "e2e p99",
-                "failed", "not run", "met"):
-        table.add_column(col, justify="right", no_wrap=True)
+    columns = [("load", 0), ("req/s", 0), ("tok/s", 3), ("good/s", 1), ("ttft p50", 4), ("ttft p99", 1),
+               ("itl p99", 2), ("e2e p99", 2), ("failed", 1), ("not run", 3), ("met", 0)]
+    rows = []
     for index, step in enumerate(doc["steps"]):
         r, lat = step["requests"], step["latency_ms"]
         passed = step["sweep"]["passed"]
         mark = "-" if passed is None else "yes" if passed else "no"
         if doc["knee"] is not None and index == doc["knee"]["index"]:
             mark += " (knee)"
-        table.add_row(
+        rows.append([
             f"{step['sweep']['load']:g}", _count(r["per_s"]), _count(step["tokens"]["per_s"]),
-            _count(r["goodput_per_s"]), _ms(lat["ttft"]["p50"]),
+            _count(r["goodput_per_s"]) if doc["slos"] else "-", _ms(lat["ttft"]["p50"]),
             _ms(lat["ttft"]["p99"]), _ms(lat["itl"]["p99"]), _ms(lat["e2e"]["p99"]),
             f"{r['failed']:,}", f"{r['not_started']:,}", mark,
-        )
-    return table
+        ])
+    return fit_table(columns, rows, width, title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}",
+                     title_justify="left")
 
 
-def run_sweep(args: argparse.Namespace, checked: dict[str, Any], show: bool,
-              run_step: Callable[..., dict[str, Any]]) -> int:
-    """Every step in order; 0 when a knee was found (or no objective was given), else 1."""
-    from rich.console import Console
-
+def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Every step in order (each table printed as it ends), then the chart; returns the
+    sweep's document. Passed when a knee was found, or when no objective was given. Ctrl-C
+    or SIGTERM ends the sweep after the running step, whose partial report is kept."""
     from fanin.load.chart import ChartUnavailable, draw_sweep_chart
-    from fanin.load.report import report_table
+    from fanin.load.display import show
+    from fanin.load.tables import report_table
 
-    parameter, loads = checked["sweep"]
-    objectives = bool(checked["slos"] or checked["thresholds"])
-    console = Console(stderr=args.json == "-")
-    if not console.is_terminal:
-        console.width = 132  # a log file or CI: room for every column
+    parameter, loads = options.sweep
+    objectives = bool(options.slos or options.thresholds)
+    to_stderr = options.json == "-"
     steps = []
+    stopped_by = signal = None
     for index, load in enumerate(loads):
         users, rate = (int(load), None) if parameter == "concurrency" else (None, load)
-        report = run_step(args, checked, users, rate, show)
-        passed = step_passed(report, checked["attainment"]) if objectives else None
+        report = run_step(options, users, rate)
+        passed = step_passed(report, options.attainment) if objectives else None
         report["sweep"] = {"index": index, "parameter": parameter, "load": load, "passed": passed}
         steps.append(report)
-        console.print(f"[bold]step {index + 1}/{len(loads)}: {parameter} {load:g}[/bold]")
-        console.print(report_table(report))
+        show(f"[bold]step {index + 1}/{len(loads)}: {parameter} {load:g}[/bold]", stderr=to_stderr)
+        show(report_table(report), stderr=to_stderr)
+        if report.get("stopped_by") == INTERRUPT:
+            stopped_by, signal = INTERRUPT, report.get("signal")
+            break
     knee_index = find_knee([bool(s["sweep"]["passed"]) for s in steps]) if objectives else None
     doc = {
         "type": "load_sweep",
         "parameter": parameter,
-        "loads": loads,
-        "slos": [s.expr for s in checked["slos"]],
-        "slo_limits": [{"expr": s.expr, "metric": s.metric, "limit_ms": s.limit_us / 1000} for s in checked["slos"]],
-        "slo_attainment": checked["attainment"],
-        "thresholds": list(args.threshold),
+        "loads": list(loads),
+        "slos": [s.expr for s in options.slos],
+        "slo_limits": [{"expr": s.expr, "metric": s.metric, "limit_ms": s.limit_us / 1000} for s in options.slos],
+        "slo_attainment": options.attainment,
+        "thresholds": [t.expr for t in options.thresholds],
         "knee": None if knee_index is None else {"index": knee_index, "load": loads[knee_index]},
         "steps": steps,
         "chart": None,
+        "stopped_by": stopped_by,
+        "signal": signal,
+        "passed": stopped_by is None and (knee_index is not None or not objectives),
     }
-    chart = _chart_path(args)
+    chart = options.chart_path
     if chart:
         try:
             draw_sweep_chart(doc, chart)
             doc["chart"] = os.path.basename(chart)
+            print(f"fanin: chart written to {chart}", file=sys.stderr)
         except ChartUnavailable as exc:
-            print(f"fanin load: {exc}", file=sys.stderr)
-    blob = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-    if args.json == "-":
-        sys.stdout.buffer.write(blob)
-        sys.stdout.flush()
-    elif args.json:
-        try:
-            with open(args.json, "wb") as f:
-                f.write(blob)
-        except OSError as exc:
-            raise FaninError(f"cannot write {args.json}: {exc.strerror}") from None
-    console.print(sweep_table(doc))
-    if not objectives:
-        console.print("no --slo or --threshold given: no knee to find")
-        return 0
-    if knee_index is None:
-        print(f"fanin load: no step met the objectives (not even {parameter} {loads[0]:g})", file=sys.stderr)
-        return 1
-    console.print(f"knee: {parameter} {loads[knee_index]:g} is the highest load that met the objectives")
-    return 0
+            print(f"fanin: warning: {exc}", file=sys.stderr)  # no chart, the sweep still stands
+    return doc
+
+
+def sweep_verdict(doc: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """A closing note for the table, and the reasons the sweep did not pass."""
+    parameter, loads = doc["parameter"], doc["loads"]
+    if not (doc["slos"] or doc["thresholds"]):
+        return "no --slo or --threshold given: no knee to find", []
+    knee = doc["knee"]
+    if knee is None:
+        if doc.get("stopped_by") == INTERRUPT:
+            return None, []
+        return None, [f"no step met the objectives (not even {parameter} {loads[0]:g})"]
+    return f"knee: {parameter} {knee['load']:g} is the highest load that met the objectives", []

@@ -1,5 +1,6 @@
 """The built-in SSE server as one aiohttp application: the generic endpoints plus the
-Dify-like app API and an OpenAI-compatible chat completions endpoint. Run it with `fanin serve`, in-process with `start_server()`, or from
+Dify-like app API, an OpenAI-compatible chat completions endpoint and an Anthropic-compatible
+Messages endpoint. Run it with `fanin serve`, in-process with `start_server()`, or from
 synchronous code (pytest) with `ServerThread`."""
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .anthropic import add_anthropic_routes
 from .dify import add_dify_routes
 from .generic import add_generic_routes
 from .openai import add_openai_routes
 from .params import PARAM_NAMES, StreamParams
 from .stats import STATS_KEY, STREAM_TASKS, ServerStats, count_requests
 
-__all__ = ["ServerThread", "build_app", "endpoint_paths", "start_server"]
+__all__ = ["ServerThread", "build_app", "enable_access_log", "endpoint_paths", "start_server"]
 
 LISTEN_BACKLOG = 4096            # room for thousands of simultaneous connects
 
@@ -43,6 +45,7 @@ def build_app(**defaults: Any) -> web.Application:
     add_generic_routes(app, as_text)
     add_dify_routes(app)
     add_openai_routes(app)
+    add_anthropic_routes(app)
     return app
 
 
@@ -56,10 +59,28 @@ def endpoint_paths(app: web.Application) -> list[str]:
     return paths
 
 
+def enable_access_log() -> None:
+    """Send aiohttp's access log (one line per request, written when the request ends) to
+    stderr: aiohttp logs it at INFO to a logger nobody set up, so it printed nothing."""
+    import logging
+    import sys
+
+    logger = web.access_logger
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(getattr(h, "_fanin_access_log", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._fanin_access_log = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 async def start_server(host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False,
                        backlog: int = LISTEN_BACKLOG, **defaults: Any) -> tuple[web.AppRunner, int]:
     """Start the server on the running loop; returns the runner (call .cleanup()) and the port."""
     app = build_app(**defaults)
+    if access_log:
+        enable_access_log()
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
                            access_log=web.access_logger if access_log else None)
     await runner.setup()

@@ -13,7 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
+__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "RATE_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
            "record_corrected", "peak_of_timelines", "ACTIVE_SAMPLE_S"]
 
 # Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
@@ -21,7 +21,10 @@ HIGHEST_US = 3_600_000_000
 HISTOGRAMS = ("connect", "ttfe", "gap", "latency", "lag")
 # Request mode (`--mode requests`): per-request time to first token, inter-token latency, time
 # per output token, end-to-end latency, and how late the open loop started each request.
-REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay")
+REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay", "ttst", "queue")
+# Request mode, not times: each request's output speed after its first token, kept in
+# thousandths of a token per second so that summary_ms() reads it in tokens per second.
+RATE_HISTOGRAMS = ("user_tps",)
 ACTIVE_SAMPLE_S = 0.1  # open streams are sampled on this wall-clock grid, so workers line up
 COUNTERS = (
     "connections_opened",  # responses accepted (200 + text/event-stream)
@@ -43,6 +46,10 @@ COUNTERS = (
     "goodput",  # completed requests that met every --slo
     "tokens",  # output tokens (the server's usage count with --usage-field, else counted events)
     "usage_missing",  # completed requests whose last events held no --usage-field number
+    "input_tokens",  # prompt tokens the server reported (usage), completed requests
+    "tokens_by_usage",  # completed requests whose output tokens came from the server's usage
+    "tokens_by_chunks",  # ... counted one per content chunk (no usage, no --tokenizer)
+    "tokens_by_tokenizer",  # ... counted by --tokenizer over the streamed text
 )
 
 
@@ -181,7 +188,8 @@ class LoadMetrics:
             setattr(self, name, 0)
         self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
         self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
-        self.hist: dict[str, Recorder] = {name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS)}
+        self.hist: dict[str, Recorder] = {name: Recorder()
+                                         for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *RATE_HISTOGRAMS)}
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
         self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
@@ -222,7 +230,8 @@ class LoadMetrics:
             for kind, message in snap["error_examples"].items():
                 merged.error_examples.setdefault(kind, message)
             for name, blob in snap["hist"].items():
-                merged.hist[name].hist.decode_and_add(blob)
+                if name in merged.hist:
+                    merged.hist[name].hist.decode_and_add(blob)
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})
         if len(snapshots) == 1:
