@@ -8,7 +8,7 @@ change here):
 Both run in a temporary folder against a real `fanin serve` this module starts on a free
 loopback port; the examples are written for the default port 8765, and `:8765` is the one
 thing rewritten. A `fanin serve ... &` line in a bash example is the server this module
-already runs, so it is left out. Every URL an example opens must be on 127.0.0.1, and every
+already runs, so it is left out (with a `kill %1` that would stop it). Every URL an example opens must be on 127.0.0.1, and every
 example must end by itself (`--max-events`, `-d`, `-n`, `count=`): a run is bounded.
 
 An example that cannot run here (it needs the internet, a real API key or Dify, or takes
@@ -40,6 +40,7 @@ RUN_LANGUAGES = {"python": "python", "py": "python", "bash": "bash", "sh": "bash
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)")
 MARKER = re.compile(r"^\s*<!--\s*not run:\s*(.+?)\s*-->\s*$")
 SERVE_LINE = re.compile(r"^\s*fanin serve\b[^\n&]*&\s*(#.*)?$")
+KILL_SERVER = re.compile(r"^\s*kill %1\s*(#.*)?$")  # stops the job a left-out `fanin serve &` line started
 EXAMPLE_TIMEOUT = 90
 
 
@@ -132,7 +133,9 @@ def server_port() -> int:
 def prepare(example: Example, port: int) -> str:
     code = example.code.replace("127.0.0.1:8765", f"127.0.0.1:{port}").replace("localhost:8765", f"127.0.0.1:{port}")
     if example.language == "bash":
-        code = "\n".join("" if SERVE_LINE.match(line) else line for line in code.splitlines()) + "\n"
+        served = any(SERVE_LINE.match(line) for line in code.splitlines())
+        code = "\n".join("" if SERVE_LINE.match(line) or (served and KILL_SERVER.match(line)) else line
+                          for line in code.splitlines()) + "\n"
         code = "set -e -o pipefail\n" + code
     for url in re.findall(r"https?://[^\s'\"\\)]+", code):
         host = re.sub(r"^https?://([^/:?#]+).*$", r"\1", url)
