@@ -12,7 +12,7 @@ import sys
 
 from fanin.errors import UsageError
 
-__all__ = ["EXTRA_MODULES", "missing_modules", "check_extras"]
+__all__ = ["EXTRA_MODULES", "missing_modules", "check_command", "check_extras"]
 
 # extra -> the import names it provides that a command cannot run without (uvloop is a
 # speed-up only: runloop falls back to asyncio without it)
@@ -25,6 +25,12 @@ def missing_modules(extra: str) -> list[str]:
 
 def _refuse(what: str, extra: str) -> None:
     raise UsageError(f"{what} needs the [{extra}] extra: pip install 'sse-fanin[{extra}]'")
+
+
+def check_command(command: str | None) -> None:
+    """Before the parser is built: `fanin load`'s own options import its histograms."""
+    if command == "load" and missing_modules("load"):
+        _refuse("fanin load", "load")
 
 
 def check_extras(args: argparse.Namespace) -> None:
