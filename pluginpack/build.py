@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {shown} with the dify CLI from {staging_shown}")
     else:
         print(f"the dify CLI is not on PATH: made {shown}, an unsigned zip of the same layout, from {staging_shown}")
-        print("  (install it on self-hosted Dify with FORCE_VERIFYING_SIGNATURE=false; see README 'Dify plugin')")
+        print("  (install it on self-hosted Dify with FORCE_VERIFYING_SIGNATURE=false; see docs/dify.md, 'Install')")
     return 0
 
 

@@ -27,7 +27,7 @@ LAYERS = [
     ("embed", lambda m: m.startswith("fanin.embed")),
     ("cli-shared", lambda m: m in {"fanin.cli", "fanin.cli.options", "fanin.cli.writers", "fanin.cli.runloop", "fanin.cli.lazy_tls",
                                    "fanin.cli.durations", "fanin.cli.console", "fanin.cli.sink", "fanin.cli.url_lists",
-                                   "fanin.cli.fd_limit"}),
+                                   "fanin.cli.fd_limit", "fanin.cli.extras"}),
     ("measure", lambda m: m.startswith("fanin.measure")),
     ("faces", lambda m: face_of(m) is not None and not m.endswith("__main__")),
     ("entry", lambda m: m in {"fanin.cli.main", "fanin.cli.demo", "fanin.__main__"} or m.endswith("__main__")),

@@ -24,6 +24,7 @@ from fanin.parser import DEFAULT_MAX_LINE_SIZE
 
 from . import runloop
 from .console import shown_error
+from .extras import check_command, check_extras
 from .options import (
     add_reconnect_arguments,
     add_request_arguments,
@@ -115,12 +116,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        check_command(command)
+    except UsageError as exc:
+        print(f"fanin: error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        check_extras(args)
         if getattr(args, "urls", None):
             if "@-" in args.urls and getattr(args, "data", None) == "@-":
                 raise UsageError("stdin can feed the URL list or the body, not both")
