@@ -13,7 +13,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
+__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "DELIVERY_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
            "record_corrected", "peak_of_timelines", "ACTIVE_SAMPLE_S"]
 
 # Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
@@ -22,6 +22,9 @@ HISTOGRAMS = ("connect", "ttfe", "gap", "latency", "lag")
 # Request mode (`--mode requests`): per-request time to first token, inter-token latency, time
 # per output token, end-to-end latency, and how late the open loop started each request.
 REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay")
+# Push-stream delivery (`--seq-ids`/`--seq-field`, see loss.py): time from a dropped stream to
+# its next delivered event.
+DELIVERY_HISTOGRAMS = ("resume",)
 ACTIVE_SAMPLE_S = 0.1  # open streams are sampled on this wall-clock grid, so workers line up
 COUNTERS = (
     "connections_opened",  # responses accepted (200 + text/event-stream)
@@ -43,6 +46,12 @@ COUNTERS = (
     "goodput",  # completed requests that met every --slo
     "tokens",  # output tokens (the server's usage count with --usage-field, else counted events)
     "usage_missing",  # completed requests whose last events held no --usage-field number
+    # delivery accounting (--seq-ids / --seq-field; see loss.py)
+    "seq_streams",  # streams whose events carried sequence numbers
+    "lost",  # numbers skipped (a gap) and never delivered later
+    "duplicates",  # numbers delivered again
+    "reordered",  # numbers that arrived after a later one (first counted lost)
+    "seq_missing",  # events without a usable sequence number
 )
 
 
@@ -181,7 +190,9 @@ class LoadMetrics:
             setattr(self, name, 0)
         self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
         self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
-        self.hist: dict[str, Recorder] = {name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS)}
+        self.hist: dict[str, Recorder] = {
+            name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS)}
+        self.loss_listed: list[list[int]] = []  # [slot, lost, duplicates, reordered] per stream with an anomaly
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
         self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
@@ -208,6 +219,7 @@ class LoadMetrics:
             "active": self.active,
             "peak_active": self.peak_active,
             "active_timeline": dict(self.active_timeline),
+            "loss_listed": list(self.loss_listed),
         }
 
     @classmethod
@@ -223,6 +235,7 @@ class LoadMetrics:
                 merged.error_examples.setdefault(kind, message)
             for name, blob in snap["hist"].items():
                 merged.hist[name].hist.decode_and_add(blob)
+            merged.loss_listed.extend(snap.get("loss_listed", ()))
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})
         if len(snapshots) == 1:

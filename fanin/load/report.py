@@ -12,7 +12,7 @@ from rich.text import Text
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.load.metrics import HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
+from fanin.load.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
 
 __all__ = [
     "Threshold",
@@ -83,8 +83,13 @@ COUNT_METRICS = (
     "goodput_ratio",
     "tokens",
     "tokens_per_s",
+    # delivery (--seq-ids / --seq-field; without them a threshold on these fails: no data)
+    "lost",
+    "duplicates",
+    "reordered",
 )
-TIME_METRICS = tuple(f"{stat}_{name}" for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS) for stat in _STATS)
+TIME_METRICS = tuple(f"{stat}_{name}" for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS)
+                     for stat in _STATS)
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,8 @@ def parse_threshold(expr: str) -> Threshold:
     else:
         raise UsageError(
             f"--threshold: unknown metric {metric!r}; a time is STATISTIC_METRIC (e.g. p99_ttfe), with "
-            f"statistics {', '.join(_STATS)} and metrics {', '.join((*HISTOGRAMS, *REQUEST_HISTOGRAMS))}; "
+            f"statistics {', '.join(_STATS)} and metrics "
+            f"{', '.join((*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS))}; "
             f"or a count: {', '.join(COUNT_METRICS)}"
         )
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
@@ -165,6 +171,11 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
         rss_per_stream_kib=report["client"]["rss_per_stream_kib"],
         cpu_us_per_event=report["client"].get("cpu_us_per_event"),
     )
+    delivery = report.get("delivery")
+    if delivery is not None:
+        flat.update(lost=delivery["lost"], duplicates=delivery["duplicates"], reordered=delivery["reordered"])
+        for stat in _STATS:
+            flat[f"{stat}_resume"] = delivery["resume_ms"].get(stat)
     requests, tokens = report.get("requests"), report.get("tokens")
     if requests is not None:
         flat.update(
@@ -334,6 +345,18 @@ def report_table(report: dict[str, Any]) -> Table:
                 f"{100 * requests['goodput_ratio']:.1f}% of requests) met {' and '.join(requests['slos'])}",
             )
         summary.add_row("tokens", f"{tokens['total']:,} ({_count(tokens['per_s'])}/s; counted from {tokens['source']})")
+    delivery = report.get("delivery")
+    if delivery is not None:
+        resume = delivery["resume_ms"]
+        summary.add_row(
+            "delivery",
+            f"lost {delivery['lost']:,}, duplicates {delivery['duplicates']:,}, reordered {delivery['reordered']:,} "
+            f"over {_plural(delivery['streams_tracked'], 'stream', 'streams')} numbered by {delivery['sequence']}"
+            + (f"; resumed after a drop {_plural(resume['count'], 'time', 'times')}, p99 {_ms(resume['p99'])}"
+               if resume["count"] else "")
+            + (f"; {delivery['events_without_number']:,} events without a number"
+               if delivery["events_without_number"] else ""),
+        )
     by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
     summary.add_row("errors", f"{errors['total']:,} ({by_kind})")
     rss = client.get("rss_per_stream_kib")

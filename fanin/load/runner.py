@@ -20,6 +20,7 @@ import orjson
 
 from fanin.extract import get_path
 from fanin.load.kinds import LoadFailure
+from fanin.load.loss import LossTracker
 from fanin.load.metrics import LoadMetrics, record_corrected
 from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.stream import Request, SSEStream, StreamConfig, StreamObserver
@@ -73,13 +74,17 @@ class LoadPlan:
     latency_unit: str = "auto"
     warmup: float = 0.0  # seconds: gap/latency/lag histograms and rates start after this
     tick_s: float = TICK_S  # event-loop lag probe interval
+    sequence: str | None = None  # delivery accounting: "id", "data PATH", or None (off)
+    seq_field: tuple[str, ...] | None = None  # the path with "data PATH"
 
 
 class LoadObserver(StreamObserver):
     """Engine hooks and delivered batches -> LoadMetrics, with as little work per event as possible."""
 
-    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str):
+    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str,
+                 loss: LossTracker | None = None):
         self.m = metrics
+        self.loss = loss  # delivery accounting, when the events are numbered
         self.connected = bytearray(slots)
         self.open_ns = [0] * slots  # request start of the current connection
         self.last_ns = [0] * slots  # arrival of the last read with events (0: none yet)
@@ -122,6 +127,8 @@ class LoadObserver(StreamObserver):
             self.connected[source] = 0
             m.active -= 1
             m.stream_errors += 1
+            if self.loss is not None:
+                self.loss.dropped(source)
         else:
             m.connections_failed += 1
 
@@ -157,6 +164,8 @@ class LoadObserver(StreamObserver):
         if n > 1:  # the rest arrived in the same read: gap 0
             self._gap_rec.zeros += n - 1
         self.last_ns[source] = arrival
+        if self.loss is not None:
+            self.loss.batch(source, batch.messages, arrival)
         if self.latency_path is not None:
             self._record_latency(batch.messages, batch.wall_ns)
 
@@ -204,7 +213,10 @@ class LoadRunner:
         self.plan = plan
         self.progress = progress
         self.metrics = LoadMetrics()
-        self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit)
+        self.loss = (LossTracker(self.metrics, plan.total_slots, plan.seq_field)
+                     if plan.sequence is not None else None)
+        self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit,
+                                     self.loss)
         self.stopping = False
         self._stop = asyncio.Event()
         self.cpu_percents: list[float] = []
@@ -220,6 +232,8 @@ class LoadRunner:
             await asyncio.sleep(delay)
         request = self.plan.requests[slot % len(self.plan.requests)]
         while not self.stopping:
+            if self.loss is not None:
+                self.loss.new_stream(slot)
             stream = SSEStream(session, slot, request, self.plan.config, self.observer)
             try:
                 report = await stream.run(self.observer.deliver)
@@ -336,6 +350,8 @@ class LoadRunner:
             "rss_growth_bytes": max(0, rss_end - rss_base),
         }
         gc.unfreeze()
+        if self.loss is not None:
+            self.metrics.loss_listed = self.loss.listed()
         window = Window(
             from_s=round(self.window["from_s"], 3),
             events=self.metrics.events - self.window["events"],
