@@ -196,10 +196,19 @@ class LoadMetrics:
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
         self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
+        from fanin.load.timeline import Timeline
+
+        self.timeline = Timeline()  # the run over time (the HTML report, the JSON timeline)
+        self.merged_timeline: dict[str, Any] | None = None  # set by merge()
 
     def sample_active(self, wall_s: float) -> None:
         """Note how many streams are open now, on the shared wall-clock grid (see merge)."""
         self.active_timeline[int(wall_s / ACTIVE_SAMPLE_S)] = self.active
+        self.timeline.maybe_sample(self, wall_s)
+
+    def timeline_snapshot(self) -> dict[str, Any]:
+        """This process's timeline, or the merged one of several processes."""
+        return self.merged_timeline if self.merged_timeline is not None else self.timeline.snapshot()
 
     def flush(self) -> None:
         for rec in self.hist.values():
@@ -220,6 +229,7 @@ class LoadMetrics:
             "peak_active": self.peak_active,
             "active_timeline": dict(self.active_timeline),
             "loss_listed": list(self.loss_listed),
+            "timeline": self.timeline_snapshot(),
         }
 
     @classmethod
@@ -238,6 +248,9 @@ class LoadMetrics:
             merged.loss_listed.extend(snap.get("loss_listed", ()))
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})
+        from fanin.load.timeline import merge_timelines
+
+        merged.merged_timeline = merge_timelines([snap.get("timeline") for snap in snapshots])
         if len(snapshots) == 1:
             merged.peak_active = snapshots[0]["peak_active"]  # exact: counted on every open
             merged.active_timeline = dict(timelines[0])

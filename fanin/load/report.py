@@ -12,6 +12,7 @@ from rich.text import Text
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
+from fanin.load.timeline import timeline_rows
 from fanin.load.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
 
 __all__ = [
@@ -273,6 +274,7 @@ def build_report(
             "saturated_by": saturated_by,
         },
         "warnings": warnings,
+        "timeline": timeline_rows(metrics.timeline_snapshot()),
     }
 
 
