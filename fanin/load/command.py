@@ -64,6 +64,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--seq-field", default=None, metavar="PATH",
                      help="like --seq-ids, with the number at this path in each event's JSON data")
     out.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON ('-' for stdout)")
+    out.add_argument("--html", default=None, metavar="FILE",
+                     help="also write the run as one self-contained HTML page (charts over time, tables)")
     out.add_argument("--threshold", action="append", default=[], metavar="EXPR", help="e.g. 'p99_ttfe<500ms' (repeatable)")
     out.add_argument("--no-progress", action="store_true", help="no live display (also off when stderr is not a TTY)")
     from fanin.load.request_command import add_request_mode_arguments
@@ -155,6 +157,7 @@ def options_from_args(args: argparse.Namespace):
         seq_field=_path(args.seq_field, "--seq-field"),
         seq_field_text=args.seq_field,
         json=args.json,
+        html=args.html,
         thresholds=tuple(parse_threshold(t) for t in args.threshold),
         progress=not args.no_progress and sys.stderr.isatty(),
         limit=args.requests,

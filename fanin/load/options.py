@@ -50,6 +50,7 @@ class LoadOptions:
     latency_field_text: str | None = None
     latency_unit: str = "auto"
     json: str | None = None  # report file; "-" is stdout
+    html: str | None = None  # the self-contained HTML report (html_report.py)
     thresholds: tuple[Threshold, ...] = ()
     progress: bool = True
     # delivery accounting (streams mode): the event id, or a number in the JSON data
@@ -160,7 +161,7 @@ class LoadOptions:
         else:
             self._check_requests()
         self.stream_config()
-        for path in (self.json, self.chart_path if self.sweep else None):
+        for path in (self.json, self.html, self.chart_path if self.sweep else None):
             if path and path != "-":
                 check_output_path(path)
 

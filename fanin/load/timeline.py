@@ -130,7 +130,7 @@ def merge_timelines(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _percentiles(buckets: dict[int, int], template) -> dict[str, float]:
     total = sum(buckets.values())
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"count": total}
     running = 0
     wanted = list(PERCENTILES)
     for index in sorted(buckets):
@@ -143,7 +143,7 @@ def _percentiles(buckets: dict[int, int], template) -> dict[str, float]:
 
 def timeline_rows(timeline: dict[str, Any]) -> list[dict[str, Any]]:
     """The JSON `timeline`: per step, seconds since the start, open streams, rates per second,
-    new errors by kind, and p50/p90/p99 (ms) of what each histogram recorded in that step."""
+    new errors by kind, and the count and p50/p90/p99 (ms) of what each histogram recorded in that step."""
     from fanin.load.metrics import new_histogram
 
     if not timeline.get("samples"):
