@@ -29,6 +29,7 @@ __all__ = ["LoadPlan", "LoadObserver", "LoadRunner", "UNIT_NS", "TICK_S", "rss_b
 
 UNIT_NS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 TICK_S = 0.1
+OPENING_AT_ONCE = 256  # requests waiting for response headers at once (as the engine's FanIn)
 
 
 def rss_bytes() -> int:
@@ -222,6 +223,7 @@ class LoadRunner:
         self.cpu_percents: list[float] = []
         self.window = {"from_s": 0.0, "events": 0, "bytes": 0}  # counts at the start of the measured window
         self._gc_done = False
+        self._open_gate: asyncio.Semaphore | None = None  # made in run(), inside the loop
         self._last_start = max(plan.start_offsets, default=0.0)
 
     def stop(self, interrupted: bool = False) -> None:
@@ -234,7 +236,7 @@ class LoadRunner:
         while not self.stopping:
             if self.loss is not None:
                 self.loss.new_stream(slot)
-            stream = SSEStream(session, slot, request, self.plan.config, self.observer)
+            stream = SSEStream(session, slot, request, self.plan.config, self.observer, open_gate=self._open_gate)
             try:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
@@ -269,6 +271,7 @@ class LoadRunner:
                     gc.freeze()
                     all_open = self.metrics.active >= len(self.plan.slots)
                     self._gc_done = all_open or now - start > self._last_start + 10
+
                 cpu, wall = time.process_time(), time.monotonic()
                 self.cpu_percents.append(100 * (cpu - cpu_prev) / max(wall - wall_prev, 1e-9))
                 cpu_prev, wall_prev = cpu, wall
@@ -317,6 +320,9 @@ class LoadRunner:
         plan = self.plan
         loop = asyncio.get_running_loop()
         session = make_load_session()
+        # Like FanIn: at most OPENING_AT_ONCE requests wait for their response headers at
+        # once. 100,000 requests in flight together leave the allocator at their peak.
+        self._open_gate = asyncio.Semaphore(OPENING_AT_ONCE)
         try:
             rss_base = rss_bytes()
             self._cpu_start = time.process_time()
