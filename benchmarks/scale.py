@@ -46,7 +46,7 @@ SIZES = (1, 10, 100, 1000, 10000)
 async def measure(n: int, url: str, seconds: float, open_timeout: float) -> dict:
     import psutil
 
-    from fanin.load.metrics import Recorder
+    from fanin.measure.metrics import Recorder
     from fanin.merge import FanIn
     from fanin.stream import Request, StreamConfig, StreamObserver
 

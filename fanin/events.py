@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from .errors import FailureKind
+from .wording import plural
 
 __all__ = ["Batch", "Event", "SourceError", "SourceReport", "Summary", "dumps", "format_wall_ns"]
 
@@ -192,7 +193,7 @@ class Summary:
         failed = sum(1 for s in self.sources if s.status == "failed")
         n = len(self.sources)
         parts = [
-            f"{self.status}: {self.total_events} events from {n} source{'s' if n != 1 else ''}"
+            f"{self.status}: {plural(self.total_events, 'event')} from {plural(n, 'source')}"
             f" in {self.connection_duration:.1f}s"
         ]
         if failed:

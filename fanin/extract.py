@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["parse_path", "get_path", "extract_from_data"]
+__all__ = ["parse_path", "get_path", "extract_from_data", "text_at"]
 
 
 def parse_path(path: str) -> tuple[str, ...]:
@@ -38,3 +38,19 @@ def extract_from_data(data: str, parts: tuple[str, ...]) -> Any:
     except orjson.JSONDecodeError:
         return None
     return get_path(obj, parts)
+
+
+def text_at(data: str, parts: tuple[str, ...]) -> str | None:
+    """The value at `parts` in an event's JSON data as text to show (strings as they are,
+    numbers and booleans as JSON writes them, objects and lists as JSON), or None when the
+    data is not JSON or holds nothing there: such an event adds no text."""
+    value = extract_from_data(data, parts)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return orjson.dumps(value).decode()

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fanin.embed.netguard import AddressGuard  # noqa: E402
 from loopback_apps import echo_app, forward_proxy_app, serve  # noqa: E402
-from tools.sse_core import ToolFailure, plan_sse_request, run_sse_request  # noqa: E402
+from tools.common import ToolFailure  # noqa: E402
+from tools.sse_core import plan_sse_request, run_sse_request  # noqa: E402
 
 TOKEN = "guard-scenario-token-0123456789"
 

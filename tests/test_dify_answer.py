@@ -180,7 +180,7 @@ def test_a_workflow_reached_through_a_chat_call_still_gets_its_single_output():
 
 def test_app_call_failures_from_the_sdk_are_one_line_with_a_hint():
     from tools.app_invoke_core import plan_app_call, run_app_call
-    from tools.sse_core import ToolFailure
+    from tools.common import ToolFailure
 
     def cut(call):
         yield msg("partial ")

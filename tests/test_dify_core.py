@@ -9,12 +9,13 @@ import orjson
 import pytest
 from aiohttp import web
 
-from fanin.embed.bridge import get_bridge
 from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for
+from loopback_apps import serve
 from tools import sse_core
 from tools.chatflow_core import plan_chatflow, run_chatflow
-from tools.sse_core import ToolFailure, plan_sse_request, run_sse_request
+from tools.common import ToolFailure
+from tools.sse_core import plan_sse_request, run_sse_request
 
 SECRET = "sk-very-secret-9f8e7d"
 
@@ -85,17 +86,10 @@ def echo_url():
         await response.write(b"data: " + orjson.dumps(report) + b"\n\n")
         return response
 
-    async def start():
-        app = web.Application()
-        app.router.add_route("*", "/echo", echo)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    runner = get_bridge().run(start)
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/echo"
-    get_bridge().run(runner.cleanup)
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}/echo"
 
 
 def test_post_json_body_headers_query_and_auth_are_sent(echo_url):
@@ -225,17 +219,10 @@ def quoted_url():
             await response.write(block)
         return response
 
-    async def start():
-        app = web.Application()
-        app.router.add_get("/quoted", quoted)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    runner = get_bridge().run(start)
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/quoted"
-    get_bridge().run(runner.cleanup)
+    app = web.Application()
+    app.router.add_get("/quoted", quoted)
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}/quoted"
 
 
 def test_every_sse_request_message_fits_the_line_limit_once_serialised(quoted_url):
@@ -249,7 +236,9 @@ def test_every_sse_request_message_fits_the_line_limit_once_serialised(quoted_ur
     assert outputs[-1][1]["events_truncated"] is True
 
 
-def test_the_message_boundary_cuts_whatever_a_core_yields():
+def test_the_message_boundary_hands_values_over_as_the_cores_cut_them():
+    """Each value is measured and cut once, where it is made: the Dify boundary passes the
+    very objects on (it used to run `fit` over every message a second time)."""
     from tools.messages import to_messages
 
     class Collect:
@@ -262,7 +251,20 @@ def test_the_message_boundary_cuts_whatever_a_core_yields():
         def create_json_message(self, value):
             return ("json", value)
 
-    big = '"x"\n' * 2_000_000
-    made = list(to_messages(Collect(), lambda: iter([("variable", "v", big), ("json", {"a": big, "b": 1})])))
-    assert all(len(orjson.dumps(m[-1])) <= 4 * 1024 * 1024 for m in made)
-    assert made[1][1]["b"] == 1 and "truncated by sse_fanin" in made[1][1]["a"]
+    value, record = ["x" * 10] * 3, {"a": 1}
+    made = list(to_messages(Collect(), lambda: iter([("text", "t"), ("variable", "v", value), ("json", record)])))
+    assert made[1][2] is value and made[2][1] is record
+
+
+@pytest.mark.parametrize("language,words", [
+    ("zh_Hans", ["SSE 完成：从 1 个源接收到 3 个事件", "秒"]), ("ja_JP", ["SSE 完了", "3 件のイベント"]),
+    ("pt_BR", ["SSE concluído: 3 eventos de 1 fonte em"]), ("", ["completed: 3 events from 1 source in"]),
+])
+def test_the_summary_sentence_speaks_the_chosen_language(server, language, words):
+    _, _, summary = run({"url": server.url("/stream?count=3"), "language": language})
+    assert all(word in summary["summary"] for word in words), summary["summary"]
+
+
+def test_an_unknown_summary_language_is_one_clear_line():
+    with pytest.raises(ValueError, match="language: choose one of en_US, zh_Hans, ja_JP, pt_BR, got 'fr'"):
+        plan_sse_request({"url": "http://x", "language": "fr"})

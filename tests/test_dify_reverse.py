@@ -25,8 +25,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from fanin.embed.bridge import get_bridge
+from fanin.server.app import ServerThread
 from fanin.server.dify import dify_answer_for, dify_app_events
+from loopback_apps import serve
 from test_dify_e2e import Invocation, run_concurrently
 from tests.serverproc import serverless_plugin as start_serverless_plugin
 
@@ -35,6 +36,28 @@ APPS = {"app-agent": "agent", "app-chatflow": "advanced-chat", "app-workflow": "
         "app-completion": "completion", "app-chat": "chat"}
 DENIED = "permission denied, you need to enable app access in plugin manifest"
 USER = "user-e2e"
+
+
+STORAGE: dict[str, str] = {}   # the daemon's plugin storage (hex values, as the SDK sends them)
+
+
+def storage_replies(request: dict, request_id: str) -> list[dict]:
+    """The daemon's answers to the SDK's storage calls (get / set / exist / del)."""
+    opt, key = request["opt"], request["key"]
+    if opt == "set":
+        STORAGE[key] = request["value"]
+        value: object = "ok"
+    elif opt == "get":
+        if key not in STORAGE:
+            return [{"backwards_request_id": request_id, "event": "error", "message": "key not found", "data": None}]
+        value = STORAGE[key]
+    elif opt == "exist":
+        value = key in STORAGE
+    else:
+        STORAGE.pop(key, None)
+        value = "ok"
+    return [{"backwards_request_id": request_id, "event": "response", "message": "", "data": {"data": value}},
+            {"backwards_request_id": request_id, "event": "end", "message": "", "data": None}]
 
 
 def daemon_replies(request: dict, request_id: str) -> list[dict]:
@@ -62,23 +85,17 @@ def daemon():
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(b"\n\n")   # the daemon's heartbeat
-        for reply in daemon_replies(invoke["request"], invoke["backwards_request_id"]):
+        answer = storage_replies if invoke["type"] == "storage" else daemon_replies
+        for reply in answer(invoke["request"], invoke["backwards_request_id"]):
             line = {"session_id": session_id, "event": "backwards_response", "data": reply}
             await response.write(orjson.dumps(line) + b"\n\n")
             await asyncio.sleep(0.002)
         return response
 
-    async def start():
-        app = web.Application()
-        app.router.add_post("/backwards-invocation/transaction", transaction)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return runner
-
-    runner = get_bridge().run(start)
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", calls
-    get_bridge().run(runner.cleanup)
+    app = web.Application()
+    app.router.add_post("/backwards-invocation/transaction", transaction)
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}", calls
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +129,39 @@ def test_serverless_two_concurrent_calls_and_the_answer_engine(serverless_plugin
                                "inputs": {"lang": "en", "query": "agent 你好"},
                                "response_mode": "streaming", "conversation_id": "conv-7", "user": None}
     assert len({c["request_id"] for c in calls}) == len(calls) >= 3
+
+
+def test_serverless_conversation_remembered_in_the_plugin_storage(serverless_plugin, daemon):
+    _, calls = daemon
+    params = {"app": picked("app-chatflow"), "query": "remember me", "remember_conversation": True,
+              "show_progress": True}
+    first = Invocation(serverless_plugin, "dify_app", params)
+    assert not first.errors and first.variables["conversation_id"] == "conv-1"
+    progress = "".join(p["message"]["variable_value"] for p in first.payloads if p["type"] == "variable"
+                       and p["message"]["variable_name"] == "progress" and p["message"]["stream"])
+    assert [orjson.loads(line)["event"] for line in progress.splitlines()][:2] == ["node_started", "node_finished"]
+    assert first.text == first.variables["answer"] == dify_answer_for("remember me", USER)
+    assert any(c["type"] == "storage" and c["request"]["opt"] == "set" for c in calls)
+    Invocation(serverless_plugin, "dify_app", {**params, "query": "and again"})
+    app_calls = [c["request"] for c in calls if c["type"] == "app" and c["request"].get("query") in
+                 ("remember me", "and again")]
+    assert [c["conversation_id"] for c in app_calls] == [None, "conv-1"]
+    explicit = Invocation(serverless_plugin, "dify_app", {**params, "query": "mine", "conversation_id": "conv-9"})
+    assert not explicit.errors
+    assert [c["request"]["conversation_id"] for c in calls if c["type"] == "app"
+            and c["request"].get("query") == "mine"] == ["conv-9"]
+
+
+def test_serverless_api_key_tool_remembers_the_conversation_too(serverless_plugin, daemon):
+    with ServerThread() as server:
+        params = {"api_base": server.url("/v1"), "api_key": "app-test-chat", "query": "first",
+                  "remember_conversation": True}
+        first = Invocation(serverless_plugin, "dify_chatflow_sse", params)
+        second = Invocation(serverless_plugin, "dify_chatflow_sse", {**params, "query": "second"})
+    assert not first.errors and not second.errors
+    assert second.variables["conversation_id"] == first.variables["conversation_id"] != ""
+    summaries = [p["message"]["json_object"] for p in second.payloads if p["type"] == "json"]
+    assert summaries[-1]["conversation_from"] == "memory"
 
 
 def test_serverless_workflow_and_completion_calls(serverless_plugin, daemon):

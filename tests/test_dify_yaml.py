@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tools.dify_result import VARIABLES
+from tools.dify_result import STREAMED_VARIABLES, VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGS = ("en_US", "zh_Hans", "ja_JP", "pt_BR")
@@ -52,15 +52,16 @@ def test_yaml_loads_through_the_sdk_models():
     sse, chat = got["tools"]["sse_request"], got["tools"]["dify_chatflow_sse"]
     assert sse["params"] == ["url", "method", "headers", "query_params", "body", "auth_type", "auth_token",
                              "auth_header", "timeout", "idle_timeout", "max_events", "max_duration",
-                             "retry_attempts", "reconnect", "stop_on", "extract", "output_mode"]
+                             "retry_attempts", "reconnect", "stop_on", "extract", "output_mode", "language"]
     assert sse["secret"] == ["auth_token"] and chat["secret"] == ["api_key"]
     assert sse["outputs"] == sorted(["status", "total_events", "connection_duration", "answer", "events",
                                      "sources", "error"])
-    assert chat["outputs"] == sorted(VARIABLES)
+    assert chat["outputs"] == sorted(VARIABLES + STREAMED_VARIABLES)
     assert chat["params"][:3] == ["api_base", "api_key", "app_type"]
     picker = got["tools"]["dify_app"]
-    assert picker["class"] == "DifyAppTool" and picker["outputs"] == sorted(VARIABLES)
-    assert picker["params"] == ["app", "app_type", "query", "inputs", "conversation_id", "max_duration"]
+    assert picker["class"] == "DifyAppTool" and picker["outputs"] == sorted(VARIABLES + STREAMED_VARIABLES)
+    assert picker["params"] == ["app", "app_type", "query", "inputs", "conversation_id", "max_duration",
+                                "remember_conversation", "show_progress"]
     assert got["app_permission"] is True
     assert "icon.svg" in got["assets"]
 

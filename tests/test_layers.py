@@ -11,15 +11,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "fanin"
 
+# Each face is a package (or module) of its own; what faces share lives in a lower layer
+# (fanin.measure, fanin.cli's shared modules), so no face imports another. `fanin demo`
+# starts two faces (the server and the stream writer) and so is an entry point.
+FACES = ("fanin.load", "fanin.locust", "fanin.server", "fanin.cli.stream_command")
+
+
+def face_of(module: str) -> str | None:
+    return next((face for face in FACES if module == face or module.startswith(face + ".")), None)
+
+
 # Lowest first. A module may import its own layer or lower ones, never a higher one.
 LAYERS = [
     ("engine", lambda m: m.count(".") == 1 or m == "fanin"),
     ("embed", lambda m: m.startswith("fanin.embed")),
     ("cli-shared", lambda m: m in {"fanin.cli", "fanin.cli.options", "fanin.cli.writers", "fanin.cli.runloop", "fanin.cli.lazy_tls",
-                                   "fanin.cli.durations"}),
-    ("faces", lambda m: m.startswith(("fanin.load", "fanin.server", "fanin.locust", "fanin.cli.stream_command"))
-     and not m.endswith("__main__")),
-    ("entry", lambda m: m in {"fanin.cli.main", "fanin.__main__"} or m.endswith("__main__")),
+                                   "fanin.cli.durations", "fanin.cli.console", "fanin.cli.sink", "fanin.cli.url_lists",
+                                   "fanin.cli.fd_limit"}),
+    ("measure", lambda m: m.startswith("fanin.measure")),
+    ("faces", lambda m: face_of(m) is not None and not m.endswith("__main__")),
+    ("entry", lambda m: m in {"fanin.cli.main", "fanin.cli.demo", "fanin.__main__"} or m.endswith("__main__")),
 ]
 
 
@@ -73,6 +84,21 @@ def test_lower_layers_never_import_higher_ones(name):
     own = layer_of(name)
     higher = {t: LAYERS[layer_of(t)][0] for t in GRAPH[name] if layer_of(t) > own}
     assert not higher, f"{name} ({LAYERS[own][0]}) imports higher layers: {higher}"
+
+
+@pytest.mark.parametrize("name", sorted(m for m in MODULES if face_of(m) and not m.endswith("__main__")))
+def test_faces_never_import_other_faces(name):
+    own = face_of(name)
+    others = {t for t in GRAPH[name] if face_of(t) not in (None, own)}
+    assert not others, f"{name} (face {own}) imports other faces: {others}"
+
+
+def test_the_layer_rules_see_a_face_importing_a_face():
+    """The rule itself can fail: the imports the demo and fanin.locust had before the
+    measure layer are caught."""
+    assert face_of("fanin.locust.report") != face_of("fanin.load.report")
+    assert face_of("fanin.cli.stream_command") != face_of("fanin.server.app")
+    assert layer_of("fanin.measure.metrics") < layer_of("fanin.locust.recorder")
 
 
 def test_no_import_circle():

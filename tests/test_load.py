@@ -12,8 +12,8 @@ import pytest
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
 from fanin.cli.main import main as fanin_main
-from fanin.load.metrics import LoadMetrics, Recorder, new_histogram
-from fanin.load.report import parse_threshold
+from fanin.measure.metrics import LoadMetrics, Recorder, new_histogram
+from fanin.measure.report import parse_threshold
 from fanin.server.app import ServerThread
 
 
@@ -212,7 +212,7 @@ def test_client_lag_counts_the_ticks_a_stall_swallowed(server):
     import asyncio
     import time
 
-    from fanin.load.report import build_report
+    from fanin.measure.report import build_report
     from fanin.load.runner import LoadPlan, LoadRunner
     from fanin.stream import Request, StreamConfig
 

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from fanin.cli.main import main as fanin_main
-from fanin.load.loss import LossTracker
-from fanin.load.metrics import LoadMetrics
+from fanin.measure.loss import LossTracker
+from fanin.measure.metrics import LoadMetrics
 from fanin.server.app import ServerThread
 
 

@@ -314,7 +314,7 @@ def test_a_stalled_client_says_so_in_the_open_loop(server):
     import time
 
     from fanin.load.dataset import RequestSource
-    from fanin.load.report import add_request_sections, build_report
+    from fanin.measure.report import add_request_sections, build_report
     from fanin.load.requests_mode import RequestPlan, RequestRunner
     from fanin.stream import Request, StreamConfig
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from fanin.load.metrics import new_histogram
+from fanin.measure.metrics import new_histogram
 from fanin.server.app import ServerThread
 
 # Never `import locust` here: it monkey-patches the whole test process with gevent. Locust

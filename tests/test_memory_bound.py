@@ -143,11 +143,13 @@ def test_budget_refuses_over_limit_and_gives_back():
     assert shared.used == 0
 
 
-def test_dify_tools_switch_the_process_budget_on():
-    proc = subprocess.run(
-        [sys.executable, "-c", "import tools.sse_core; from fanin.budget import process_budget; "
-                               "print(process_budget().limit)"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )
+def test_the_plugin_entry_point_switches_the_process_budget_on():
+    """main.py switches it on explicitly; importing a tool module changes nothing."""
+    probe = "from fanin.budget import process_budget; b = process_budget(); print(b and b.limit)"
+    tools_only = subprocess.run([sys.executable, "-c", "import tools.sse_core, tools.chatflow_core; " + probe],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert tools_only.returncode == 0 and tools_only.stdout.strip() == "None", tools_only.stderr[-1000:]
+    proc = subprocess.run([sys.executable, "-c", "import main; " + probe], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-1000:]
-    assert int(proc.stdout) >= 16 * MIB
+    assert int(proc.stdout.strip().splitlines()[-1]) >= 16 * MIB

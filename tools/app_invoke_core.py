@@ -7,9 +7,11 @@ the same closing outputs (tools/dify_result.py) as `dify_chatflow_sse`. The even
 passed in as a callable, so this is tested without the SDK; the Tool class supplies the
 SDK's call.
 
-What the reverse invocation cannot do (documented in the README): Dify runs the app as the
-session's user and ignores a plugin-given `user`; it has no files field; the daemon cuts
-one call after about 240 s; there is no stop.
+What the reverse invocation cannot do in dify_plugin 0.10.2 (documented in the tool's
+description and the README): Dify runs the app as the session's user and ignores a
+plugin-given `user`; it has no files field; it cannot stop a run, resume a dropped stream
+or answer a human input form (no such invocation); the daemon cuts one call after about
+240 s.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tools import params as P
+from tools.common import ToolFailure, split_text
+from tools.conversations import ConversationStore, conversation_key
 from tools.dify_answer import AnswerFolder, DifyAppError
 from tools.dify_result import result_outputs
-from tools.sse_core import ToolFailure, _split_text
 
 __all__ = ["AppCall", "plan_app_call", "run_app_call", "APP_CALL_TYPES", "DAEMON_CALL_CAP"]
 
@@ -39,6 +42,9 @@ class AppCall:
     conversation_id: str | None
     max_duration: float
     ignored_files: int = 0
+    show_progress: bool = False
+    conversation_from: str = "new"    # input | memory | new
+    memory_key: str = ""
 
     @property
     def method(self) -> str:
@@ -48,9 +54,11 @@ class AppCall:
         return {"chatflow": "chat", "workflow": "workflow", "completion": "completion"}[self.app_type]
 
 
-def plan_app_call(p: dict[str, Any]) -> AppCall:
+def plan_app_call(p: dict[str, Any], store: ConversationStore | None = None, user_id: str | None = None) -> AppCall:
     """Merge the picker's value `{"app_id", "inputs", "files"}` with the tool's own query,
-    inputs (they win over the picker's) and conversation_id. One-line ValueError when bad."""
+    inputs (they win over the picker's) and conversation_id. One-line ValueError when bad.
+    With remember_conversation, `store` gives this user's last conversation with the app
+    (an explicit conversation_id wins)."""
     picked = p.get("app")
     if isinstance(picked, str) and picked.strip().startswith("{"):
         picked = P.parse_json_object(picked, "app")
@@ -65,11 +73,19 @@ def plan_app_call(p: dict[str, Any]) -> AppCall:
     if app_type == "chatflow" and not query.strip():
         raise ValueError("query: a chatflow / chat / agent app needs a query")
     files = picked.get("files")
+    app_id = picked["app_id"].strip()
+    conversation_id = P.text(p, "conversation_id").strip() or None
+    conversation_from, memory_key = ("input" if conversation_id else "new"), ""
+    if P.flag(p, "remember_conversation", False) and app_type in ("auto", "chatflow") and query.strip():
+        memory_key = conversation_key(f"app:{app_id}", user_id or "")
+        if conversation_id is None and store is not None:
+            conversation_id = store.get(memory_key)
+            conversation_from = "memory" if conversation_id else "new"
     return AppCall(
-        app_id=picked["app_id"].strip(), app_type=app_type, query=query, inputs=inputs,
-        conversation_id=P.text(p, "conversation_id").strip() or None,
+        app_id=app_id, app_type=app_type, query=query, inputs=inputs, conversation_id=conversation_id,
         max_duration=P.number(p, "max_duration", DAEMON_CALL_CAP - 10, maximum=DAEMON_CALL_CAP),
         ignored_files=len(files) if isinstance(files, list) else 0,
+        show_progress=P.flag(p, "show_progress", False), conversation_from=conversation_from, memory_key=memory_key,
     )
 
 
@@ -77,10 +93,11 @@ def _folder_type(call: AppCall) -> str:
     return "chatflow" if call.method == "chat" else call.method
 
 
-def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, Any]]]) -> Iterator[tuple]:
-    """Fold the events of `events(call)` (the SDK's streaming invoke) into live text and
-    the closing outputs."""
-    folder = AnswerFolder(_folder_type(call))
+def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, Any]]],
+                 store: ConversationStore | None = None) -> Iterator[tuple]:
+    """Fold the events of `events(call)` (the SDK's streaming invoke) into live text,
+    progress lines (show_progress) and the closing outputs."""
+    folder = AnswerFolder(_folder_type(call), track_progress=call.show_progress)
     started = time.monotonic()
     error = ""
     stream = iter(())
@@ -93,7 +110,10 @@ def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, A
                 live = folder.feed(event)
             except DifyAppError as exc:
                 raise ToolFailure(str(exc)) from None
-            for chunk in _split_text(live):
+            if folder.progress:
+                yield ("progress", "".join(folder.progress))
+                folder.progress.clear()
+            for chunk in split_text(live):
                 yield ("text", chunk)
             if time.monotonic() - started > call.max_duration and not folder.finished:
                 error = f"stopped reading after max_duration ({call.max_duration:g}s); the app run goes on in Dify"
@@ -112,11 +132,16 @@ def run_app_call(call: AppCall, events: Callable[[AppCall], Iterable[dict[str, A
         if close is not None:
             close()
     owed = folder.settle()
-    for chunk in _split_text(owed):
+    for chunk in split_text(owed):
         yield ("text", chunk)
     if not error and not folder.finished:
         error = "the stream ended before the app reported the end of its answer"
     extra: dict[str, Any] = {"app_id": call.app_id, "invoked_as": call.method}
     if call.ignored_files:
         extra["files_not_passed"] = call.ignored_files
+    if call.memory_key:
+        extra["conversation_from"] = call.conversation_from
+        if store is not None and folder.ids["conversation_id"]:
+            store.set(call.memory_key, folder.ids["conversation_id"])
+            extra["conversation_remembered"] = True
     yield from result_outputs(folder, app_type=call.app_type, error=error, extra=extra)

@@ -13,7 +13,12 @@ docs and server code:
 - `workflow_finished.data.outputs.answer` is used only when nothing streamed;
 - `message_end` and `workflow_finished` may come in either order; both are read;
 - a resumed stream (after a drop) may replay what was already shown or go on from the
-  drop: `resume()` handles both without showing anything twice.
+  drop: `resume()` handles both without showing anything twice;
+- human input: `human_input_required` (its payload may be empty, a known Dify bug) and
+  `workflow_paused` end a stream; a resumed run reports `human_input_form_filled` or
+  `human_input_form_timeout`;
+- with `track_progress`, node, iteration, loop and agent-log events become one compact JSON
+  line each in `progress` (drained by the caller), never part of the answer.
 """
 
 from __future__ import annotations
@@ -22,10 +27,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 __all__ = ["AnswerFolder", "DifyAppError"]
 
 _CHAT_TERMINAL = "message_end"
 _FAILED_NODE = frozenset({"failed", "exception"})
+PROGRESS_EVENTS = frozenset({
+    "node_started", "node_finished", "node_retry", "iteration_started", "iteration_next", "iteration_completed",
+    "loop_started", "loop_next", "loop_completed", "agent_log"})
+_PROGRESS_FIELDS = ("node_id", "node_type", "title", "label", "index", "status", "retry_index", "elapsed_time",
+                    "error", "iteration_id", "loop_id")
 
 
 class DifyAppError(Exception):
@@ -65,6 +77,11 @@ class AnswerFolder:
     citations: list[dict[str, Any]] = field(default_factory=list)
     reasoning: str = ""
     form: dict[str, Any] = field(default_factory=dict)
+    form_requested: bool = False        # a human_input_required arrived (its payload may be empty)
+    form_filled: dict[str, Any] = field(default_factory=dict)
+    form_timed_out: dict[str, Any] = field(default_factory=dict)
+    track_progress: bool = False
+    progress: list = field(default_factory=list)   # compact JSON lines, drained by the caller
     run_status: str = ""                # workflow_finished / workflow_paused status
     message_ended: bool = False
     paused: bool = False
@@ -178,8 +195,6 @@ class AnswerFolder:
             self._shown_parts.append(piece)
             return piece
         return self._settle_live()
-        self._channel = ""
-        self._closing_message = False
 
     # ------------------------------------------------------------------ state
 
@@ -203,14 +218,22 @@ class AnswerFolder:
     def note(self) -> str:
         """One line on a run that ended but not plainly (paused, stopped, nodes failed)."""
         status = self.status
+        if status == "paused" and self.form_requested and not self.form:
+            return ("the app paused for human input but Dify sent the form's details empty (a known Dify bug);"
+                    " answer the form in Dify, then call again with workflow_run_id to stream the rest")
         if status == "paused":
             what = self.form.get("node_title") or "a human input form"
             parts = [f"the app is waiting for a person to answer {what!s}"]
             if self.form.get("expiration_time"):
                 parts.append(f"before {self.form['expiration_time']}")
-            parts.append("(submit it with form_token at POST /form/human_input/<form_token>; the run then resumes)"
-                         if self.form.get("form_token") else "(the form was sent by e-mail or to the console)")
+            parts.append("(call again with form_token, form_inputs and form_action to answer it and stream the rest)"
+                         if self.form.get("form_token") else
+                         "(the form was sent by e-mail or to the console: answer it there, then call again with"
+                         " workflow_run_id to stream the rest)")
             return " ".join(parts)
+        if self.form_timed_out:
+            what = self.form_timed_out.get("node_title") or "the human input form"
+            return f"nobody answered {what} in time; the app went on along its timeout branch"
         if status == "stopped":
             return "the app's run was stopped before it finished; answer holds what it had written"
         if status == "partial-succeeded":
@@ -229,6 +252,8 @@ class AnswerFolder:
             if isinstance(value, str) and value:
                 self.ids[key] = value
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        if self.track_progress and kind in PROGRESS_EVENTS:
+            self._record_progress(kind, event, data)
         handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
         if handler is None:
             return ""
@@ -244,6 +269,13 @@ class AnswerFolder:
         if replaying and piece is not None and not self._reset:
             return self._follow_replay(piece)
         return self._settle_live()
+
+    def _record_progress(self, kind: str, event: dict, data: dict) -> None:
+        step: dict[str, Any] = {"event": kind}
+        step.update({k: data[k] for k in _PROGRESS_FIELDS if data.get(k) not in (None, "")})
+        if isinstance(step.get("error"), str):
+            step["error"] = step["error"][:300]
+        self.progress.append(orjson.dumps(step, default=str).decode() + "\n")
 
     def _settle_live(self) -> str:
         """The general case (a replacement, or a replay that went its own way)."""
@@ -331,11 +363,19 @@ class AnswerFolder:
             self.failed_nodes += 1
 
     def _on_human_input_required(self, event: dict, data: dict) -> None:
+        self.form_requested = True
         self.form = {k: data[k] for k in ("form_id", "node_id", "node_title", "form_token", "expiration_time")
                      if data.get(k) is not None}
         expires = self.form.get("expiration_time")
         if isinstance(expires, (int, float)) and not isinstance(expires, bool):  # Unix seconds
             self.form["expiration_time"] = datetime.fromtimestamp(expires, timezone.utc).isoformat()
+
+    def _on_human_input_form_filled(self, event: dict, data: dict) -> None:
+        self.form_filled = {k: data[k] for k in ("node_id", "node_title", "action_id", "action_text",
+                                                 "submitted_data") if k in data}
+
+    def _on_human_input_form_timeout(self, event: dict, data: dict) -> None:
+        self.form_timed_out = {k: data[k] for k in ("node_id", "node_title", "expiration_time") if k in data}
 
     def _on_workflow_paused(self, event: dict, data: dict) -> None:
         self.paused = True

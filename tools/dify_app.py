@@ -10,12 +10,19 @@ from dify_plugin import Tool
 from dify_plugin.entities.tool import ToolInvokeMessage
 
 from tools.app_invoke_core import AppCall, plan_app_call, run_app_call
+from tools.conversations import PluginStorage
 from tools.messages import to_messages
 
 
 class DifyAppTool(Tool):
     def _invoke(self, tool_parameters: dict[str, Any]) -> Generator[ToolInvokeMessage, None, None]:
-        yield from to_messages(self, lambda: run_app_call(plan_app_call(tool_parameters), self._events))
+        store = PluginStorage(self.session.storage)   # remember_conversation: the plugin's own storage
+        user_id = self.runtime.user_id if self.runtime else None
+
+        def outputs():
+            return run_app_call(plan_app_call(tool_parameters, store, user_id), self._events, store)
+
+        yield from to_messages(self, outputs)
 
     def _events(self, call: AppCall) -> Iterable[dict]:
         app = self.session.app

@@ -10,15 +10,18 @@ from typing import Any
 from tools.dify_answer import AnswerFolder
 from tools.message_size import VALUE_BUDGET, fit, serialised_size
 
-__all__ = ["VARIABLES", "result_outputs"]
+__all__ = ["VARIABLES", "STREAMED_VARIABLES", "result_outputs"]
 
 VARIABLES = ("answer", "conversation_id", "message_id", "task_id", "workflow_run_id", "usage", "outputs",
-             "files", "citations", "reasoning", "form_token", "expiration_time", "status", "note", "error")
+             "files", "citations", "reasoning", "form_token", "expiration_time", "form", "status", "note", "error")
+STREAMED_VARIABLES = ("progress",)   # streamed live while the app runs (show_progress), not at the end
 _SUMMARY_INLINE = 64 * 1024   # larger values are named in the summary, not repeated in it
 
 
 def result_outputs(folder: AnswerFolder, *, app_type: str, error: str = "",
-                   connection_duration: float | None = None, extra: dict[str, Any] | None = None) -> Iterator[tuple]:
+                   connection_duration: float | None = None, extra: dict[str, Any] | None = None,
+                   form: dict[str, Any] | None = None) -> Iterator[tuple]:
+    """`form` is the paused run's form definition when it could be fetched ({} otherwise)."""
     status = folder.status
     values: dict[str, Any] = {
         "answer": folder.answer,
@@ -30,6 +33,7 @@ def result_outputs(folder: AnswerFolder, *, app_type: str, error: str = "",
         "reasoning": folder.reasoning,
         "form_token": str(folder.form.get("form_token") or ""),
         "expiration_time": folder.form.get("expiration_time") or "",
+        "form": form or {},
         "status": status,
         "note": folder.note(),
         "error": error,
@@ -51,6 +55,10 @@ def result_outputs(folder: AnswerFolder, *, app_type: str, error: str = "",
             summary[name] = value if value != "" else None
     if folder.form:
         summary["human_input"] = folder.form
+    if folder.form_filled:
+        summary["human_input_filled"] = folder.form_filled
+    if folder.form_timed_out:
+        summary["human_input_timeout"] = folder.form_timed_out
     summary["connection_duration"] = connection_duration
     if cut:
         summary["truncated"] = cut

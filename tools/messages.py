@@ -1,15 +1,16 @@
 """Map the cores' output tuples onto Dify messages, and their failures onto one clear error.
 
-Kept apart from the Tool classes because the SDK loads exactly one Tool subclass per
-tool module; this holds no Tool subclass."""
+The cores hand over values already cut to fit the daemon's 5 MiB line (each value is
+measured once, where it is made: tools/message_size.py), and text in pieces of at most
+TEXT_PIECE characters. Kept apart from the Tool classes because the SDK loads exactly one
+Tool subclass per tool module; this holds no Tool subclass."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tools.message_size import fit
-from tools.sse_core import ToolFailure
+from tools.common import ToolFailure
 
 
 class SseToolError(Exception):
@@ -21,13 +22,14 @@ def to_messages(tool: Any, make_outputs: Callable[[], Iterator[tuple]]) -> Itera
         outputs = make_outputs()
         for output in outputs:
             kind = output[0]
-            # every message fits the daemon's 5 MiB line once serialised (tools/message_size.py)
             if kind == "text":
-                yield tool.create_text_message(fit(output[1]))
+                yield tool.create_text_message(output[1])
             elif kind == "variable":
-                yield tool.create_variable_message(output[1], fit(output[2]))
+                yield tool.create_variable_message(output[1], output[2])
             elif kind == "json":
-                yield tool.create_json_message(fit(output[1]))
+                yield tool.create_json_message(output[1])
+            elif kind == "progress":   # show_progress: a live variable of its own, never the answer
+                yield tool.create_stream_variable_message("progress", output[1])
     except ToolFailure as exc:
         raise SseToolError(str(exc)) from None
     except ValueError as exc:  # a bad parameter, already one clear line

@@ -19,6 +19,7 @@ __all__ = [
     "whole_number",
     "choice",
     "text",
+    "flag",
     "MISSING_BODY",
 ]
 
@@ -168,6 +169,23 @@ def whole_number(params: dict[str, Any], name: str, default: int | None, *, mini
     if maximum is not None and result_int > maximum:
         result_int = maximum
     return result_int
+
+
+def flag(params: dict[str, Any], name: str, default: bool) -> bool:
+    """A boolean parameter: Dify sends True/False; an LLM or a variable may send text."""
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in ("true", "yes", "1", "on"):
+        return True
+    if word in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"{name}: must be true or false, got {str(value)[:40]!r}")
 
 
 def choice(params: dict[str, Any], name: str, options: tuple[str, ...], default: str) -> str:

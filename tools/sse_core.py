@@ -3,7 +3,8 @@
 Outputs are plain tuples so the Tool class stays a thin adapter and this logic is
 tested in-process: ("text", str) while events arrive, then ("variable", name, value)
 for each output variable, then ("json", summary). A total failure with no events raises
-ToolFailure (one clear line, no secrets) so Dify's fail branch works.
+ToolFailure (one clear line, no secrets) so Dify's fail branch works. Every value is cut to
+fit Dify's message line here, once (tools/message_size.py); tools/messages.py does not cut.
 """
 
 from __future__ import annotations
@@ -16,37 +17,23 @@ from typing import Any
 
 import orjson
 
-from fanin.budget import process_budget, set_process_budget
-from fanin.embed.bridge import BridgeDeadline, get_bridge
+from fanin.embed.bridge import BridgeDeadline
+from fanin.embed.netguard import AddressGuard
 from fanin.errors import FaninError
-from fanin.events import Batch, Event, SourceError, Summary
+from fanin.events import SourceError, Summary
 from fanin.extract import get_path, parse_path
-from fanin.merge import FanIn, make_session
-from fanin.embed.netguard import AddressGuard, guard_from_env
 from fanin.stream import MISSING, Request, StreamConfig
 
 from tools import params as P
-from tools.message_size import fit
+from tools.common import MAX_DURATION_CAP, ToolFailure, new_fanin, run_fanin, split_text
+from tools.message_size import VALUE_BUDGET, fit
+from tools.summary_text import LANGUAGES, summary_sentence
 
-__all__ = ["ToolFailure", "SsePlan", "plan_sse_request", "run_sse_request", "run_fanin",
-           "MAX_DURATION_CAP", "MESSAGE_BUDGET", "Output"]
+__all__ = ["SsePlan", "plan_sse_request", "run_sse_request", "MESSAGE_BUDGET", "Output"]
 
 Output = tuple
-MAX_DURATION_CAP = 590.0  # stays under the plugin daemon's 600 s execution ceiling
-MESSAGE_BUDGET = 4 * 1024 * 1024  # bytes per variable; the daemon's line limit is 5 MiB
-TEXT_PIECE = 256 * 1024  # characters per text message (at most 1 MiB of UTF-8)
+MESSAGE_BUDGET = VALUE_BUDGET  # bytes per variable; the daemon's line limit is 5 MiB
 OUTPUT_MODES = ("data", "extract", "ndjson")
-# What all streams of this process may hold of unfinished lines and events together:
-# the plugin serves many tool calls in one process, each with up to 4 MiB per stream.
-PROCESS_BUFFER_BUDGET = 64 * 1024 * 1024
-
-
-if process_budget() is None:
-    set_process_budget(PROCESS_BUFFER_BUDGET)
-
-
-class ToolFailure(Exception):
-    """The run failed as a whole; str() is the one line the user sees."""
 
 
 @dataclass
@@ -58,6 +45,7 @@ class SsePlan:
     stop_on: str | None
     extract: tuple[str, ...] | None
     output_mode: str
+    language: str = "en_US"
 
 
 def plan_sse_request(p: dict[str, Any]) -> SsePlan:
@@ -102,7 +90,16 @@ def plan_sse_request(p: dict[str, Any]) -> SsePlan:
         stop_on=stop_on.strip() if stop_on.strip() else None,
         extract=extract,
         output_mode=output_mode,
+        language=_language(p),
     )
+
+
+def _language(p: dict[str, Any]) -> str:
+    value = P.text(p, "language").strip() or "en_US"
+    by_lower = {name.lower(): name for name in LANGUAGES}
+    if value.lower() not in by_lower:
+        raise ValueError(f"language: choose one of {', '.join(LANGUAGES)}, got {value[:40]!r}")
+    return by_lower[value.lower()]
 
 
 def _extracted_text(data: str, parts: tuple[str, ...]) -> str | None:
@@ -119,35 +116,6 @@ def _extracted_text(data: str, parts: tuple[str, ...]) -> str | None:
     if isinstance(value, (int, float)):
         return str(value)
     return orjson.dumps(value).decode()
-
-
-def run_fanin(fan: FanIn, deadline: float) -> Iterator[list[Event | SourceError]]:
-    """The engine's merged output through the process-wide bridge, one list per hand-off
-    (FanIn.stream_batches: far fewer crossings than one per event), as Events and errors."""
-    for chunk in get_bridge().iterate(fan.stream_batches, deadline=deadline):
-        items: list[Event | SourceError] = []
-        for item in chunk:
-            if type(item) is Batch:
-                items.extend(item.events())
-            else:
-                items.append(item)
-        yield items
-
-
-def new_fanin(requests: list[Request], config: StreamConfig, *, guard: AddressGuard | None = None,
-              **limits: Any) -> FanIn:
-    """A FanIn whose every connection and every URL, redirects included, passes the
-    destination guard (see fanin/embed/netguard.py)."""
-    guard = guard or guard_from_env()
-    for request in requests:
-        guard.check_url(request.url)  # an IP literal is refused at once, with one clear line
-    return FanIn(requests, config, connector_factory=lambda: make_session(socket_factory=guard.socket_factory),
-                 check_hop=guard.check_hop, **limits)
-
-
-def _split_text(text: str) -> Iterator[str]:
-    for start in range(0, len(text), TEXT_PIECE):
-        yield text[start : start + TEXT_PIECE]
 
 
 def _cap_text(text: str) -> tuple[str, bool]:
@@ -202,7 +170,7 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
                     elif piece:
                         live.append(piece)
                 if live:
-                    for chunk in _split_text("".join(live)):
+                    for chunk in split_text("".join(live)):
                         yield ("text", chunk)
     except BridgeDeadline:
         errors.append("stopped: the run went past max_duration plus its grace period")
@@ -220,17 +188,19 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
     if summary.status == "failed" and summary.total_events == 0:
         raise ToolFailure(error_text or "every source failed")
     answer, answer_capped = _cap_text("".join(answer_parts))
-    sources = [r.to_dict() for r in summary.sources]
+    sources = fit([r.to_dict() for r in summary.sources], MESSAGE_BUDGET)
+    error_text = fit(error_text, MESSAGE_BUDGET)
     yield ("variable", "status", summary.status)
     yield ("variable", "total_events", summary.total_events)
     yield ("variable", "connection_duration", summary.connection_duration)
     yield ("variable", "answer", answer)
-    yield ("variable", "events", events)
+    yield ("variable", "events", events)  # held under MESSAGE_BUDGET as it was gathered
     yield ("variable", "sources", sources)
     yield ("variable", "error", error_text)
     record = summary.to_dict()
     record["sources"] = sources
     record["error"] = error_text or None
+    record["summary"] = summary_sentence(summary, plan.language)
     record["events_returned"] = len(events)
     if events_capped:
         record["events_truncated"] = True
@@ -238,5 +208,5 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
                           f" the rest would pass the {MESSAGE_BUDGET // (1024 * 1024)} MiB message limit")
     if answer_capped:
         record["answer_truncated"] = True
-    yield ("json", record)
+    yield ("json", fit(record, MESSAGE_BUDGET))
 

@@ -1,6 +1,8 @@
 """Human durations for command-line options ("30s", "2m", "500ms", "1h30m") and back.
 
-Load tests are specified in wall time, and users type units; a bare number means seconds."""
+Every duration option of every `fanin` command takes these forms (FORMS), through
+parse_duration here (or options.duration, its argparse type): a bare number means seconds
+(milliseconds for the few options documented so, such as --reorder-window and --slo)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import re
 
 from fanin.errors import UsageError
 
-__all__ = ["UNIT_SECONDS", "parse_duration", "format_duration"]
+__all__ = ["UNIT_SECONDS", "FORMS", "parse_duration", "format_duration"]
+
+FORMS = "use e.g. 2, 2.5, 500ms, 2s, 1m or 1h"
 
 UNIT_SECONDS = {
     "ns": 1e-9,
@@ -38,7 +42,7 @@ def parse_duration(text: str, *, option: str = "duration", default_unit: str = "
             value += float(match.group(1)) * UNIT_SECONDS[match.group(2)]
             pos = match.end()
         if pos != len(raw) or pos == 0:
-            raise UsageError(f"{option}: bad duration {text!r} (use e.g. 30s, 2m, 500ms)") from None
+            raise UsageError(f"{option}: bad duration {text!r} ({FORMS})") from None
     if value < 0 or value != value or value == float("inf"):
         raise UsageError(f"{option}: bad duration {text!r}")
     return value

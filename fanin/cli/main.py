@@ -2,20 +2,17 @@
 
 Exit status: 0 every source completed, 1 a source failed (or the output cannot be written),
 2 bad usage, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Every error is one line on
-stderr, never a traceback; with --format ndjson stdout holds only JSON lines. An interrupted
-or terminated `fanin stream` still writes its summary, with `stopped_by: "interrupt"`.
+stderr starting `fanin: error: ` (or `fanin: source N failed: `), never a traceback; with
+--format ndjson stdout holds only JSON lines. An interrupted or terminated `fanin stream`
+still writes its summary, with `stopped_by: "interrupt"` (runloop.StopSignals).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 from fanin import __version__
 from fanin.errors import FaninError, UsageError
@@ -24,46 +21,23 @@ from .lazy_tls import import_aiohttp
 
 import_aiohttp()  # before anything imports aiohttp: its CA bundle loads on first TLS use
 from fanin.parser import DEFAULT_MAX_LINE_SIZE
-from fanin.stream import RECONNECT_MODES
 
 from . import runloop
-from .options import add_request_arguments, byte_size, expand_urls, positive_float, whole_number
+from .console import shown_error
+from .options import (
+    add_reconnect_arguments,
+    add_request_arguments,
+    byte_size,
+    duration,
+    expand_urls,
+    json_path,
+    request_method,
+    whole_number,
+)
 
 __all__ = ["main", "build_parser"]
 
 FORMATS = ("ndjson", "text", "pretty")
-
-
-class Terminated(Exception):
-    """SIGTERM stopped the run (the way Ctrl-C does)."""
-
-
-async def _stop_on_sigterm(coro: Coroutine[Any, Any, int]) -> int:
-    """Run `coro`, and on SIGTERM cancel it as Ctrl-C does (so the summary is still written),
-    then raise Terminated for main to exit 143."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    terminated = False
-
-    def on_sigterm() -> None:
-        nonlocal terminated
-        terminated = True
-        if task is not None:
-            task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (e.g. not the main thread)
-        pass
-    try:
-        return await coro
-    except asyncio.CancelledError:
-        if terminated:
-            raise Terminated() from None
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _silence_stdout() -> None:
@@ -79,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), not a usage dump."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"fanin: error: {message}\n")
 
 
 # --------------------------------------------------------------------------- parser
@@ -96,16 +70,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("urls", nargs="+", metavar="URL", help="stream URL; @FILE reads URLs from a file (@- stdin)")
     add_request_arguments(s)
     g = s.add_argument_group("limits and reconnects")
-    g.add_argument("--max-events", type=whole_number(1), help="stop after N events in all")
-    g.add_argument("--max-duration", type=positive_float, metavar="S", help="stop after S seconds")
-    g.add_argument("--timeout", type=positive_float, default=30.0, metavar="S",
-                   help="connect timeout: connect and response headers (default 30)")
-    g.add_argument("--idle-timeout", type=positive_float, metavar="S",
-                   help="reconnect when a stream sends nothing for S seconds")
-    g.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
-                   help="consecutive failed attempts allowed per source (default 3)")
-    g.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
-                   help="error: only after an abnormal end (default); always: also after a clean end; never")
+    g.add_argument("--max-events", type=whole_number(1), metavar="N", help="stop after N events in all")
+    g.add_argument("--max-duration", type=duration("--max-duration"), metavar="TIME",
+                   help="stop after this long (e.g. 30, 2.5, 500ms, 2s, 1m, 1h; a bare number is seconds)")
+    g.add_argument("--timeout", type=duration("--timeout"), default=30.0, metavar="TIME",
+                   help="connect timeout: connect and response headers (default 30s)")
+    g.add_argument("--idle-timeout", type=duration("--idle-timeout"), metavar="TIME",
+                   help="reconnect when a stream sends nothing for this long (default: never)")
+    add_reconnect_arguments(g)
     g.add_argument("--stop-on", metavar="TEXT", help="end a source when an event's data equals TEXT, e.g. [DONE]")
     g.add_argument("--last-event-id", default="", metavar="ID", help="resume from a known event id")
     g.add_argument("--max-line-size", type=byte_size, default=DEFAULT_MAX_LINE_SIZE, metavar="BYTES",
@@ -114,8 +86,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, default=None,
                    help="ndjson (default when piped), pretty (default on a terminal), text (data only)")
     g.add_argument("--order-by", metavar="PATH", help="event-time order by a timestamp at PATH in each event's JSON")
-    g.add_argument("--reorder-window", type=float, default=500.0, metavar="MS",
-                   help="how long --order-by holds events (default 500 ms)")
+    g.add_argument("--reorder-window", type=duration("--reorder-window", default_unit="ms", allow_zero=True),
+                   default=0.5, metavar="TIME",
+                   help="how long --order-by holds events (default 500ms; a bare number is milliseconds)")
+    g.add_argument("--extract", type=json_path("--extract"), metavar="PATH",
+                   help="print the text at PATH in each event's JSON, e.g. choices.0.delta.content"
+                        " (events with nothing there print nothing; ndjson adds an \"extracted\" field)")
     g.add_argument("--dedup", action="store_true", help="drop events whose own id repeats one already seen")
 
     sv = sub.add_parser("serve", help="run the built-in SSE server (demo, tests, load targets)")
@@ -149,14 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             if "@-" in args.urls and getattr(args, "data", None) == "@-":
                 raise UsageError("stdin can feed the URL list or the body, not both")
             args.urls = expand_urls(args.urls)
+        if hasattr(args, "method"):  # stream and load: one rule for the method (options.request_method)
+            has_body = args.data is not None or args.json_body is not None or bool(getattr(args, "dataset", None))
+            args.method = request_method(args.method, has_body=has_body)
         if args.command == "stream":
             from .stream_command import run_stream
 
-            return runloop.run(_stop_on_sigterm(run_stream(args)), streams=len(args.urls))
+            return runloop.run(run_stream(args), streams=len(args.urls), signals=runloop.StopSignals())
         if args.command == "demo":
-            from .stream_command import run_demo
+            from .demo import run_demo
 
-            return runloop.run(_stop_on_sigterm(run_demo(args)))
+            return runloop.run(run_demo(args), signals=runloop.StopSignals())
         if args.command == "serve":
             from fanin.server.command import run_serve
 
@@ -166,21 +145,21 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_load(args)
     except UsageError as exc:
-        print(f"fanin: error: {exc}", file=sys.stderr)
+        print(f"fanin: error: {shown_error(str(exc))}", file=sys.stderr)
         return 2
     except FaninError as exc:
         from .writers import OutputError
 
         if isinstance(exc, OutputError):
             _silence_stdout()
-        print(f"fanin: error: {exc}", file=sys.stderr)
+        print(f"fanin: error: {shown_error(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fanin: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("fanin: terminated", file=sys.stderr)
-        return 143
+    except runloop.Stopped as exc:
+        print(f"fanin: {exc}", file=sys.stderr)
+        return exc.exit_status
     except BrokenPipeError:
         # The reader went away (e.g. `| head`); stop quietly like other Unix tools.
         _silence_stdout()

@@ -12,10 +12,51 @@ from typing import Any
 import orjson
 
 from fanin.errors import UsageError
+from fanin.extract import parse_path
 from fanin.stream import MISSING, Request
 
-__all__ = ["positive_float", "whole_number", "byte_size", "header_pair", "query_pair",
-           "add_request_arguments", "read_body", "expand_urls", "requests_from_args"]
+from .durations import FORMS, parse_duration
+from .url_lists import expand_urls
+
+__all__ = ["positive_float", "whole_number", "byte_size", "header_pair", "query_pair", "duration", "json_path",
+           "request_method", "add_request_arguments", "add_reconnect_arguments", "read_body", "expand_urls", "requests_from_args"]
+
+
+def duration(option: str, *, default_unit: str = "s", allow_zero: bool = False):
+    """An argparse type for a duration option, in seconds: 2, 2.5, 500ms, 2s, 1m, 1h (the
+    forms every command takes; a bare number is in `default_unit`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = parse_duration(text, option=option, default_unit=default_unit)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(f"bad duration {text!r} ({FORMS})") from exc
+        if value <= 0 and not allow_zero:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def json_path(option: str):
+    """An argparse type for a dotted JSON path (choices.0.delta.content)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        try:
+            return parse_path(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"empty JSON path {text!r} (use e.g. choices.0.delta.content)") from None
+
+    return parse
+
+
+def request_method(method: str | None, *, has_body: bool) -> str:
+    """The one rule of `fanin stream` and `fanin load`: the method -X names; without -X,
+    POST when a body is given (-d/--data, --json, --body, --json-body, a dataset), else GET.
+    That is what curl does with -d, and what an OpenAI-style endpoint expects."""
+    if method:
+        return method.upper()
+    return "POST" if has_body else "GET"
 
 
 def positive_float(text: str) -> float:
@@ -72,7 +113,8 @@ def add_request_arguments(parser: argparse.ArgumentParser, *, body_flags: tuple[
     """Request options shared by `fanin stream` and `fanin load` (which names the body
     options --body and --json-body, as -d and --json mean duration and report file there)."""
     g = parser.add_argument_group("request")
-    g.add_argument("-X", "--method", default="GET", help="HTTP method (default GET)")
+    g.add_argument("-X", "--method", default=None,
+                   help="HTTP method (default GET, or POST when a body is given)")
     g.add_argument("-H", "--header", action="append", type=header_pair, default=[], metavar="'K: V'",
                    help="request header (repeatable)")
     g.add_argument("--query", action="append", type=query_pair, default=[], metavar="k=v",
@@ -84,6 +126,18 @@ def add_request_arguments(parser: argparse.ArgumentParser, *, body_flags: tuple[
     g.add_argument("--api-key-header", default="Authorization", metavar="NAME",
                    help="header for --api-key (default Authorization)")
     return g
+
+
+def add_reconnect_arguments(group: argparse._ArgumentGroup) -> None:
+    """--retries and --reconnect, worded (and defaulted) the same in `fanin stream` and `fanin load`."""
+    from fanin.stream import RECONNECT_MODES
+
+    group.add_argument("--retries", type=whole_number(0), default=3, metavar="N",
+                       help="how often a source is retried after failed attempts in a row"
+                            " (default 3, so 4 attempts; 0: never)")
+    group.add_argument("--reconnect", choices=RECONNECT_MODES, default="error",
+                       help="when to open a stream again: error = only after an abnormal end (the default);"
+                            " always = also after a clean end, as a browser does; never")
 
 
 def read_body(value: str | None) -> bytes | None:
@@ -99,26 +153,6 @@ def read_body(value: str | None) -> bytes | None:
         except OSError as exc:
             raise UsageError(f"cannot read body file {name!r}: {exc.strerror}") from None
     return value.encode()
-
-
-def expand_urls(items: list[str]) -> list[str]:
-    """URL arguments, where `@FILE` (or `@-` for stdin) stands for the URLs in a file, one
-    per line (blank lines and `#` comments skipped): thousands of URLs exceed a command line."""
-    urls: list[str] = []
-    for item in items:
-        if not item.startswith("@"):
-            urls.append(item)
-            continue
-        name = item[1:]
-        try:
-            text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read URL list {name!r}: {getattr(exc, 'strerror', None) or exc}") from None
-        found = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        if not found:
-            raise UsageError(f"URL list {name!r} holds no URL")
-        urls += found
-    return urls
 
 
 def requests_from_args(args: argparse.Namespace) -> list[Request]:
@@ -137,10 +171,11 @@ def requests_from_args(args: argparse.Namespace) -> list[Request]:
         raise UsageError("give either --bearer or --api-key, not both")
     auth_type, token = ("bearer", bearer) if bearer else ("api_key", api_key) if api_key else ("none", None)
     body = read_body(args.data)
+    args.method = request_method(args.method, has_body=body is not None or args.json_body is not None)
     requests = []
     for url in args.urls:
         requests.append(Request(
-            url=url, method=args.method.upper(), headers=dict(args.header), params=list(args.query),
+            url=url, method=args.method, headers=dict(args.header), params=list(args.query),
             body=body, json=json_body if args.json_body is not None else MISSING,
             auth_type=auth_type, auth_token=token, auth_header=args.api_key_header,
         ))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ChartUnavailable", "draw_sweep_chart"]
+__all__ = ["ChartUnavailable", "draw_sweep_chart", "sweep_figure"]
 
 AXIS = {"concurrency": "concurrency (closed-loop users)", "rate": "offered request rate (requests/s)"}
 LINES = (  # (metric, statistic, label, style)
@@ -20,16 +20,44 @@ LINES = (  # (metric, statistic, label, style)
 )
 
 
+SLO_STYLES = ["-.", ":", (0, (5, 2, 1, 2, 1, 2))]
+
+
+def _leading_digit(value: float) -> int:
+    return int(f"{value:e}"[0]) if value > 0 else 0
+
+
+def _ms_label(value: float, _position: object = None) -> str:
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g} ms"
+
+
 class ChartUnavailable(Exception):
     """No chart could be drawn (matplotlib missing, or the file cannot be written)."""
 
 
 def draw_sweep_chart(doc: dict[str, Any], path: str) -> None:
+    """Draw the sweep's chart into the PNG file `path`."""
+    fig = sweep_figure(doc)
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise ChartUnavailable(f"no sweep chart: cannot write {path}: {exc.strerror}") from None
+    finally:
+        plt.close(fig)
+
+
+def sweep_figure(doc: dict[str, Any]):
+    """The chart as a matplotlib Figure (ChartUnavailable without matplotlib)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, NullLocator
     except ImportError:
         raise ChartUnavailable(
             "no sweep chart: matplotlib is not installed (pip install matplotlib, or "
@@ -42,17 +70,20 @@ def draw_sweep_chart(doc: dict[str, Any], path: str) -> None:
         values = [s["latency_ms"][metric][stat] for s in steps]
         if any(v is not None for v in values):
             top.plot(loads, [float("nan") if v is None else v for v in values], style, label=label)
-    for slo in doc.get("slo_limits", []):
-        top.axhline(slo["limit_ms"], color="grey", linestyle="-.", linewidth=1)
-        top.annotate(f"SLO {slo['expr']}", (0.99, slo["limit_ms"]), xycoords=("axes fraction", "data"),
-                     ha="right", va="bottom", fontsize=8, color="dimgrey")
+    for slo, style in zip(doc.get("slo_limits", []), SLO_STYLES * 4):
+        # named in the legend, not written on the plot where it would sit on the lines
+        top.axhline(slo["limit_ms"], color="grey", linestyle=style, linewidth=1, label=f"SLO {slo['expr']}")
     top.set_yscale("log")
+    # the log axis labelled in plain milliseconds (5, 10, 20, 50, 100 ...), not powers of ten
+    top.yaxis.set_major_formatter(FuncFormatter(_ms_label))
+    top.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _ms_label(v) if _leading_digit(v) in (2, 5) else ""))
     top.set_ylabel("latency (ms, log scale)")
     top.grid(True, which="both", alpha=0.3)
     top.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     bottom.plot(loads, [s["requests"]["per_s"] for s in steps], "-o", label="completed requests/s")
-    bottom.plot(loads, [s["requests"]["goodput_per_s"] for s in steps], "-s",
-                label="goodput: requests/s meeting every SLO")
+    if doc.get("slos"):  # goodput means nothing without an SLO (it would equal completed/s)
+        bottom.plot(loads, [s["requests"]["goodput_per_s"] for s in steps], "-s",
+                    label="goodput: requests/s meeting every SLO")
     if doc["parameter"] == "rate":
         bottom.plot(loads, loads, ":", color="grey", label="offered rate")
     bottom.set_ylabel("requests per second")
@@ -67,7 +98,8 @@ def draw_sweep_chart(doc: dict[str, Any], path: str) -> None:
     bottom.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     if len(loads) > 1 and loads[-1] / loads[0] >= 8:
         bottom.set_xscale("log", base=2)
-        bottom.set_xticks(loads, [f"{v:g}" for v in loads])
+    bottom.set_xticks(loads, [f"{v:g}" for v in loads])  # the loads run, never 1.5 users
+    bottom.xaxis.set_minor_locator(NullLocator())
     targets = ", ".join(t.split("?")[0] for t in steps[0]["targets"]) if steps else ""
     parts = []
     if doc.get("slos"):
@@ -76,9 +108,4 @@ def draw_sweep_chart(doc: dict[str, Any], path: str) -> None:
         parts.append(f"{' and '.join(doc['thresholds'])} held")
     subtitle = f"\nknee = highest load where {', '.join(parts)}" if parts else ""
     fig.suptitle(f"fanin load sweep: {targets}{subtitle}", fontsize=10)
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ChartUnavailable(f"no sweep chart: cannot write {path}: {exc.strerror}") from None
-    finally:
-        plt.close(fig)
+    return fig

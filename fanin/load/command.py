@@ -46,15 +46,16 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
                      help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates (default 0s)")
     run.add_argument("--workers", type=int, default=None,
                      help="processes to run (use every core); histograms are merged (default 1)")
-    from fanin.cli.options import add_request_arguments  # the same options and parsing as `fanin stream`
+    from fanin.cli.options import (  # the same options and parsing as `fanin stream`
+        add_reconnect_arguments,
+        add_request_arguments,
+    )
 
     req = add_request_arguments(parser, body_flags=("--body",), json_flag="--json-body")
     req.add_argument("--timeout", default=None, help="connect timeout (default 30s)")
     req.add_argument("--idle-timeout", default=None, help="reconnect a stream silent for this long")
-    req.add_argument("--retries", type=int, default=None,
-                     help="consecutive failures before a stream gives up (default 3; streams mode)")
-    req.add_argument("--reconnect", choices=("error", "always", "never"), default=None,
-                     help="when a stream is opened again: after an error (default), always, never (streams mode)")
+    add_reconnect_arguments(req)  # worded as in `fanin stream` (streams mode only)
+    parser.set_defaults(retries=None, reconnect=None)  # None = not given: request mode refuses them
     out = parser.add_argument_group("measurement and output")
     out.add_argument("--latency-field", default=None, metavar="PATH", help="send timestamp in each event's JSON data")
     out.add_argument("--latency-unit", choices=LATENCY_UNITS, default="auto", help="its unit (auto: by magnitude)")
@@ -127,14 +128,16 @@ def options_from_args(args: argparse.Namespace):
     """The Namespace, typed and checked once (UsageError: one line, exit 2)."""
     from fanin.load.dataset import load_dataset
     from fanin.load.options import LoadOptions
-    from fanin.load.report import parse_threshold
+    from fanin.measure.report import parse_threshold
     from fanin.load.slo import parse_slo
     from fanin.load.sweep import parse_sweep
 
+    from fanin.cli.options import request_method
+
     requests_mode = args.mode == "requests"
-    method = args.method.upper()
-    if method == "GET" and (args.data is not None or args.json_body is not None or args.dataset):
-        method = "POST"  # a request body means a POST unless -X says otherwise
+    # the one rule of `fanin stream` and `fanin load` (main applies it too; it is idempotent)
+    method = request_method(args.method, has_body=args.data is not None or args.json_body is not None
+                            or bool(args.dataset))
     sweep = parse_sweep(args.sweep) if args.sweep else None
     return LoadOptions(
         mode=args.mode,

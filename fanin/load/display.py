@@ -31,18 +31,20 @@ class Progress:
             self.live.__exit__(*exc)
 
     def update(self, metrics, elapsed: float) -> None:
-        from fanin.load.report import progress_table, request_progress_table
+        from fanin.load.tables import progress_table, request_progress_table
 
         if not self.live:
             return
         if self.requests:
-            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration))
+            self.live.update(request_progress_table(metrics, elapsed=elapsed, duration=self.duration,
+                                                    width=self.live.console.width))
             return
         now = time.monotonic()
         rate = (metrics.events - self._events) / max(now - self._when, 1e-6)
         self._events, self._when = metrics.events, now
         self.live.update(
-            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate)
+            progress_table(metrics, elapsed=elapsed, duration=self.duration, target=self.target, events_per_s=rate,
+                           width=self.live.console.width)
         )
 
 
@@ -50,8 +52,8 @@ PIPED_WIDTH = 100  # a log file or CI: room for the tables, nothing padded to a 
 
 
 def show(renderable: Any, *, stderr: bool = False) -> None:
-    """Print a table: as rich draws it on a terminal (its own width), plain text without
-    trailing spaces when piped."""
+    """Print a table (or `renderable(width)` for one that fits itself): as rich draws it on a
+    terminal (its own width), plain text without trailing spaces when piped."""
     import io
     import os
 
@@ -59,12 +61,14 @@ def show(renderable: Any, *, stderr: bool = False) -> None:
 
     console = Console(stderr=stderr)
     if console.is_terminal:
-        console.print(renderable)
+        console.print(renderable(console.width) if callable(renderable) else renderable)
         return
     try:
         width = int(os.environ.get("COLUMNS", "")) or PIPED_WIDTH
     except ValueError:
         width = PIPED_WIDTH
+    if callable(renderable):
+        renderable = renderable(width)
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False, highlight=False,
             emoji=False).print(renderable)

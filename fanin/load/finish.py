@@ -27,7 +27,7 @@ EXIT_BY_SIGNAL = {"SIGINT": 128 + signal.SIGINT, "SIGTERM": 128 + signal.SIGTERM
 def judge(report: dict[str, Any], result: RunResult, options: LoadOptions) -> dict[str, Any]:
     """Thresholds evaluated, and `passed`: no breach, something connected, no client
     failure, and not interrupted."""
-    from fanin.load.report import evaluate_thresholds
+    from fanin.measure.report import evaluate_thresholds
 
     report["thresholds"] = evaluate_thresholds(report, list(options.thresholds))
     report["stopped_by"] = result.stopped_by
@@ -63,12 +63,12 @@ def exit_status(doc: dict[str, Any]) -> int:
 
 def _reasons(report: dict[str, Any]) -> list[str]:
     """Why a run did not pass, one line each (printed after `fanin: error: `)."""
-    from fanin.load.report import format_actual
+    from fanin.measure.report import format_actual
 
     lines = []
     for r in report["thresholds"]:
         if not r["ok"]:
-            lines.append(f"threshold breached: {r['threshold']} (actual {format_actual(r['metric'], r['actual'])})")
+            lines.append(f"threshold breached: {r['threshold']} (actual {format_actual(r)})")
     examples = report["errors"]["examples"]
     client_errors = report["errors"]["by_kind"].get(LoadFailure.CLIENT, 0)
     requests = "requests" in report
@@ -102,12 +102,12 @@ def finish(doc: dict[str, Any], options: LoadOptions) -> int:
     if doc["type"] == "load_sweep":
         from fanin.load.sweep import sweep_table, sweep_verdict
 
-        show(sweep_table(doc), stderr=to_stderr)
+        show(lambda width: sweep_table(doc, width), stderr=to_stderr)
         note, reasons = sweep_verdict(doc)
         if note:
             show(note, stderr=to_stderr)
     else:
-        from fanin.load.report import report_table
+        from fanin.load.tables import report_table
 
         show(report_table(doc), stderr=to_stderr)
         reasons = _reasons(doc)

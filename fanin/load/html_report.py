@@ -202,7 +202,7 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def _percentile_table(report: dict[str, Any]) -> str:
-    from fanin.load.report import HIST_LABELS
+    from fanin.measure.report import HIST_LABELS
 
     head = "<tr><th>metric</th>" + "".join(f"<th>{c}</th>" for c in
                                           ("count", "p50 (ms)", "p90 (ms)", "p95 (ms)", "p99 (ms)", "max (ms)",

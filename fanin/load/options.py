@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 from fanin.errors import UsageError
 from fanin.load.dataset import DatasetItem
-from fanin.load.report import Threshold
+from fanin.measure.report import Threshold
 from fanin.load.slo import Slo
 from fanin.stream import Request, StreamConfig
 
@@ -131,7 +132,12 @@ class LoadOptions:
         return None
 
     def stream_config(self) -> StreamConfig:
-        """The engine's configuration for this run (request mode never re-sends)."""
+        """The engine's configuration for this run (request mode never re-sends); built and
+        checked once, then shared by every plan."""
+        return self._config
+
+    @cached_property
+    def _config(self) -> StreamConfig:
         config = StreamConfig(
             connect_timeout=self.connect_timeout if self.connect_timeout is not None else DEFAULT_CONNECT_TIMEOUT_S,
             idle_timeout=self.idle_timeout,
@@ -174,7 +180,7 @@ class LoadOptions:
             ("--shuffle", self.shuffle), ("--grace", self.grace), ("--slo-attainment", self.slo_attainment),
         ) if value is not None and value is not False and value != ()]
         if given:
-            raise UsageError(f"{', '.join(given)} need --mode requests")
+            raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --mode requests")
         if self.rate is not None and self.rate <= 0:
             raise UsageError("--rate must be a positive number of connections per second")
 

@@ -17,7 +17,8 @@ import time
 from typing import Any, Callable
 
 from fanin.errors import FaninError
-from fanin.load.metrics import LoadMetrics
+from fanin.measure.metrics import LoadMetrics
+from fanin.wording import plural
 from fanin.load.result import INTERRUPT, RunResult
 
 __all__ = ["run_plans", "runner_for"]
@@ -47,37 +48,21 @@ def _streams(plan: Any) -> int:
 def run_plans(plans: list[Any], *, progress: Progress, deadline_s: float) -> RunResult:
     """Run every plan to its end and return the merged result. `deadline_s` bounds how long
     the parent waits for worker processes after they all started."""
-    from fanin.cli import runloop
-
     if len(plans) == 1:
-        return runloop.run(_run_here(plans[0], progress), streams=_streams(plans[0]))
+        return _run_here(plans[0], progress)
     return _run_pool(plans, progress, deadline_s)
 
 
-async def _run_here(plan: Any, progress: Progress) -> RunResult:
+def _run_here(plan: Any, progress: Progress) -> RunResult:
+    """One plan in this process, with the CLI's stop signals (runloop.StopSignals): the
+    first Ctrl-C or SIGTERM stops the runner gracefully, a second one stops at once."""
+    from fanin.cli import runloop
+
     runner = runner_for(plan, progress)
-    loop = asyncio.get_running_loop()
-    caught: list[str] = []
-
-    def on_signal(signum: int) -> None:
-        caught.append(signal.Signals(signum).name)
-        runner.stop(interrupted=True)
-
-    for signum in STOP_SIGNALS:
-        try:
-            loop.add_signal_handler(signum, on_signal, signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
-            pass
-    try:
-        result = await runner.run()
-    finally:
-        for signum in STOP_SIGNALS:
-            try:
-                loop.remove_signal_handler(signum)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-    if caught:
-        result.stopped_by, result.signal = INTERRUPT, caught[0]
+    signals = runloop.StopSignals(on_stop=lambda: runner.stop(interrupted=True))
+    result = runloop.run(runner.run(), streams=_streams(plan), signals=signals)
+    if signals.received is not None:
+        result.stopped_by, result.signal = INTERRUPT, signal.Signals(signals.received).name
     return result
 
 
@@ -113,10 +98,6 @@ def _worker_main(plan: Any, index: int, go, stop, channel) -> None:
         channel.put(("crash", index, f"{exc.__class__.__name__}: {exc}"))
 
 
-def _workers(n: int) -> str:
-    return "1 load worker" if n == 1 else f"{n} load workers"
-
-
 def _run_pool(plans: list[Any], progress: Progress, deadline_s: float) -> RunResult:
     ctx = multiprocessing.get_context("spawn")
     channel, go, stop = ctx.Queue(), ctx.Event(), ctx.Event()
@@ -143,7 +124,7 @@ def _run_pool(plans: list[Any], progress: Progress, deadline_s: float) -> RunRes
             except queue_module.Empty:
                 if time.monotonic() > limit or not any(p.is_alive() for p in procs):
                     missing = len(procs) - len(finals)
-                    raise FaninError(f"{_workers(missing)} stopped without a report") from None
+                    raise FaninError(f"{plural(missing, 'load worker')} stopped without a report") from None
                 continue
             if kind == "crash":
                 raise FaninError(f"load worker {index} failed: {payload}")

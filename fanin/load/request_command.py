@@ -111,7 +111,7 @@ def run_step(options: LoadOptions, users: int | None, rate: float | None) -> dic
     from fanin.load.display import Progress
     from fanin.load.finish import judge
     from fanin.load.pool import run_plans
-    from fanin.load.report import add_request_sections, build_report
+    from fanin.measure.report import add_request_sections, build_report
 
     plans = request_plans(options, users, rate)
     duration = options.run_duration

@@ -33,9 +33,10 @@ import orjson
 from fanin.extract import get_path
 from fanin.load.dataset import RequestSource
 from fanin.load.kinds import CANNOT_OPEN, LoadFailure
-from fanin.load.metrics import LoadMetrics, record_corrected
+from fanin.measure.metrics import LoadMetrics, record_corrected
 from fanin.load.result import ALL_FAILED, RunResult, Window
-from fanin.load.runner import TICK_S, UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
+from fanin.load.runner import TICK_S
+from fanin.measure.observer import UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
 from fanin.load.slo import RequestTimes, Slo, meets_all
 from fanin.stream import SSEStream, StreamConfig, StreamObserver
 

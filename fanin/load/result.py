@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanin.load.metrics import LoadMetrics, merge_clients
+from fanin.measure.metrics import LoadMetrics, merge_clients
 
 __all__ = ["Window", "RunResult", "INTERRUPT", "ALL_FAILED"]
 

@@ -109,7 +109,7 @@ def run_streams(options: LoadOptions) -> int:
     from fanin.load.display import Progress
     from fanin.load.finish import finish, judge
     from fanin.load.pool import run_plans
-    from fanin.load.report import build_report
+    from fanin.measure.report import build_report
 
     total, workers, duration = options.users, options.process_count, options.run_duration or 0.0
     warnings = _check_reachable(total, workers, len(options.requests))
@@ -138,7 +138,7 @@ def run_streams(options: LoadOptions) -> int:
         warnings=warnings,
     )
     if options.sequence is not None:
-        from fanin.load.loss import delivery_section
+        from fanin.measure.loss import delivery_section
 
         report["delivery"] = delivery_section(metrics, metrics.loss_listed, options.sequence)
     judge(report, result, options)

@@ -62,29 +62,28 @@ def find_knee(passed: list[bool]) -> int | None:
     return knee
 
 
-def sweep_table(doc: dict[str, Any]):
-    """The summary: one row per step, the knee marked."""
-    from rich.table import Table
+def sweep_table(doc: dict[str, Any], width: int | None = None):
+    """The summary: one row per step, the knee marked; columns that do not fit `width` are
+    left out (least important first), never cut."""
+    from fanin.load.tables import _count, _ms, fit_table
 
-    from fanin.load.report import _count, _ms
-
-    table = Table(title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}", show_edge=False)
-    for col in ("load", "req/s", "tok/s", "good/s", "ttft p50", "ttft p99", "itl p99", "e2e p99",
-                "failed", "not run", "met"):
-        table.add_column(col, justify="right", no_wrap=True)
+    columns = [("load", 0), ("req/s", 0), ("tok/s", 3), ("good/s", 1), ("ttft p50", 4), ("ttft p99", 1),
+               ("itl p99", 2), ("e2e p99", 2), ("failed", 1), ("not run", 3), ("met", 0)]
+    rows = []
     for index, step in enumerate(doc["steps"]):
         r, lat = step["requests"], step["latency_ms"]
         passed = step["sweep"]["passed"]
         mark = "-" if passed is None else "yes" if passed else "no"
         if doc["knee"] is not None and index == doc["knee"]["index"]:
             mark += " (knee)"
-        table.add_row(
+        rows.append([
             f"{step['sweep']['load']:g}", _count(r["per_s"]), _count(step["tokens"]["per_s"]),
-            _count(r["goodput_per_s"]), _ms(lat["ttft"]["p50"]),
+            _count(r["goodput_per_s"]) if doc["slos"] else "-", _ms(lat["ttft"]["p50"]),
             _ms(lat["ttft"]["p99"]), _ms(lat["itl"]["p99"]), _ms(lat["e2e"]["p99"]),
             f"{r['failed']:,}", f"{r['not_started']:,}", mark,
-        )
-    return table
+        ])
+    return fit_table(columns, rows, width, title=f"fanin load sweep over {PARAMETERS[doc['parameter']]}",
+                     title_justify="left")
 
 
 def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> dict[str, Any]:
@@ -93,7 +92,7 @@ def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> 
     or SIGTERM ends the sweep after the running step, whose partial report is kept."""
     from fanin.load.chart import ChartUnavailable, draw_sweep_chart
     from fanin.load.display import show
-    from fanin.load.report import report_table
+    from fanin.load.tables import report_table
 
     parameter, loads = options.sweep
     objectives = bool(options.slos or options.thresholds)
@@ -134,7 +133,7 @@ def run_sweep(options: LoadOptions, run_step: Callable[..., dict[str, Any]]) -> 
             doc["chart"] = os.path.basename(chart)
             print(f"fanin: chart written to {chart}", file=sys.stderr)
         except ChartUnavailable as exc:
-            print(f"fanin: {exc}", file=sys.stderr)
+            print(f"fanin: warning: {exc}", file=sys.stderr)  # no chart, the sweep still stands
     return doc
 
 

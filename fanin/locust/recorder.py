@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from fanin.load.metrics import LoadMetrics, Recorder
-from fanin.load.runner import LoadObserver
+from fanin.measure.metrics import LoadMetrics, Recorder
+from fanin.measure.observer import LoadObserver
 
 __all__ = ["LocustObserver", "LoopRecorder", "CONNECT", "FIRST_EVENT", "STREAM", "GAP", "LATENCY", "FOLDED"]
 

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fanin.load.metrics import HISTOGRAMS, LoadMetrics
-from fanin.load.report import HIST_LABELS, Threshold, build_report, evaluate_thresholds
+from fanin.measure.metrics import HISTOGRAMS, LoadMetrics
+from fanin.measure.report import HIST_LABELS, Threshold, build_report, evaluate_thresholds
 
 __all__ = ["REQUEST_TYPE", "SSEFailure", "entry_name", "fire_records", "fold_samples", "merged_report",
            "print_report"]
@@ -113,7 +113,8 @@ def print_report(report: dict[str, Any], console: Console | None = None) -> None
     console = console or Console(stderr=True)
     events = report["events"]
     conns = report["connections"]
-    table = Table(title=f"fanin.locust exact SSE figures ({report['client']['workers']} process(es), "
+    workers = report["client"]["workers"]
+    table = Table(title=f"fanin.locust exact SSE figures ({workers} {'process' if workers == 1 else 'processes'}, "
                         f"{report['elapsed_s']:.1f} s)", show_edge=False)
     for column in ("name", "measure", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column in ("name", "measure") else "right")

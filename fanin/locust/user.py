@@ -40,8 +40,8 @@ from fanin.embed.bridge import get_bridge
 from fanin.errors import UsageError
 from fanin.events import Event, SourceReport
 from fanin.extract import parse_path
-from fanin.load.report import parse_threshold
-from fanin.load.runner import make_load_session
+from fanin.measure.report import parse_threshold
+from fanin.measure.observer import make_load_session
 from fanin.locust.recorder import LocustObserver, LoopRecorder
 from fanin.locust.report import fire_records, fold_samples, merged_report, print_report
 from fanin.stream import MISSING, Request, SSEStream, StreamConfig

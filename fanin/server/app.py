@@ -17,7 +17,7 @@ from .openai import add_openai_routes
 from .params import PARAM_NAMES, StreamParams
 from .stats import STATS_KEY, STREAM_TASKS, ServerStats, count_requests
 
-__all__ = ["ServerThread", "build_app", "endpoint_paths", "start_server"]
+__all__ = ["ServerThread", "build_app", "enable_access_log", "endpoint_paths", "start_server"]
 
 LISTEN_BACKLOG = 4096            # room for thousands of simultaneous connects
 
@@ -56,10 +56,28 @@ def endpoint_paths(app: web.Application) -> list[str]:
     return paths
 
 
+def enable_access_log() -> None:
+    """Send aiohttp's access log (one line per request, written when the request ends) to
+    stderr: aiohttp logs it at INFO to a logger nobody set up, so it printed nothing."""
+    import logging
+    import sys
+
+    logger = web.access_logger
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(getattr(h, "_fanin_access_log", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._fanin_access_log = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 async def start_server(host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False,
                        backlog: int = LISTEN_BACKLOG, **defaults: Any) -> tuple[web.AppRunner, int]:
     """Start the server on the running loop; returns the runner (call .cleanup()) and the port."""
     app = build_app(**defaults)
+    if access_log:
+        enable_access_log()
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0,
                            access_log=web.access_logger if access_log else None)
     await runner.setup()

@@ -5,24 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import resource
+import os
 import signal
 import sys
 
+from fanin.cli.fd_limit import raise_soft_limit
+
 from .app import endpoint_paths, start_server
 
-__all__ = ["add_serve_arguments", "run_serve", "raise_open_file_limit"]
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (10,000 streams need 10,000 sockets)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if target > soft or soft == resource.RLIM_INFINITY:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-    return soft
+__all__ = ["add_serve_arguments", "run_serve"]
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +27,10 @@ async def _serve_forever(args: argparse.Namespace) -> int:
     try:
         runner, port = await start_server(args.host, args.port, access_log=getattr(args, "access_log", False))
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        print(f"fanin serve: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        # aiohttp's text repeats the address ("error while attempting to bind on address ..."):
+        # the errno's own words are enough after ours
+        reason = os.strerror(exc.errno).lower() if exc.errno else (exc.strerror or str(exc))
+        print(f"fanin: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -56,7 +49,7 @@ async def _serve_forever(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """`fanin serve`: serve until Ctrl-C or SIGTERM; exit status 0, no traceback."""
-    raise_open_file_limit()
+    raise_soft_limit()  # 10,000 streams need 10,000 sockets
     try:
         return asyncio.run(_serve_forever(args))
     except KeyboardInterrupt:

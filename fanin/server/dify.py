@@ -4,8 +4,15 @@ can be tried offline. They send the event sequences Dify documents for each app 
 and Dify's `{"code","message","status"}` bodies for refusals.
 
 Routes (under /v1): POST chat-messages, workflows/run, completion-messages; the three stop
-endpoints; GET workflow/{workflow_run_id}/events (resume); GET test/stops (which stops
-arrived, for tests).
+endpoints; GET workflow/{workflow_run_id}/events (resume; with `continue_on_pause=true` a
+paused run goes on once its form was submitted or has expired); GET and POST
+form/human_input/{form_token} (the Human Input form: 404 unknown, 412 already submitted or
+expired); GET test/stops (which stops arrived, for tests).
+
+Raw mode, for recorded streams: POST test/recordings?chunk=N with a stream's exact bytes
+returns an id; then `/v1/raw/{id}` is an API base whose chat-messages, workflows/run and
+completion-messages answer every POST with those bytes, unchanged, in writes of N bytes
+(N=0: one write), so a client's parser meets any split a network could make.
 
 The API key picks the app, as in Dify: `app-test` answers on every route with the route's
 usual app (chatflow, workflow, completion); `app-test-chat`, `app-test-agent-chat`,
@@ -17,11 +24,17 @@ Markers in the query (or `inputs.query`) pick a scenario:
 `[error]` error event mid-stream (a workflow: `workflow_finished` failed), `[replace]`
 message_replace (workflow: text_replace), `[final]` outputs.answer differs from the streamed
 text by whitespace, `[message-end-first]` message_end before workflow_finished (the docs'
-order; the default is the 1.x server's), `[pause]` human input then workflow_paused,
+order; the default is the 1.x server's), `[pause]` human input then workflow_paused (a
+form with a paragraph input `comment` and the actions `approve` and `reject`; with
+`[pause-email]` its form_token is null, as for e-mail delivery; with `[pause-empty]` the
+human_input_required payload is empty, a known Dify bug; with `[pause-expired]` the form
+has already expired: a submit gets 412 and the resumed run reports
+human_input_form_timeout),
 `[stopped]` the run is stopped by someone else, `[partial]` a node fails and the run ends
 partial-succeeded, `[files]`, `[cite]`, `[reasoning]`, `[big]` an answer and outputs of
 about 4.5 MB of JSON-looking text, `[hang]` the run waits until its stop endpoint is called,
-`[slow]` slower chunks, `[drop]` the connection is cut mid-run (then the resume endpoint
+`[slow]` slower chunks, `[busy]` a 429 `too_many_requests` with Retry-After: 1,
+`[quota]` a 429 `rate_limit_error` (the provider's quota), `[drop]` the connection is cut mid-run (then the resume endpoint
 replays the run from the start; with `[drop-continue]` it sends only the rest, with
 `[drop-finished]` only `workflow_finished`, with `[no-resume]` it answers 404 as older
 Dify versions do).
@@ -30,6 +43,7 @@ Dify versions do).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import uuid
@@ -40,7 +54,8 @@ from aiohttp import web
 
 from .stats import open_stream_scope
 
-__all__ = ["add_dify_routes", "DIFY_TEST_KEY", "DIFY_APP_KEYS", "dify_answer_for", "dify_app_events"]
+__all__ = ["add_dify_routes", "DIFY_TEST_KEY", "DIFY_APP_KEYS", "dify_answer_for", "dify_app_events",
+           "dify_resumed_answer"]
 
 DIFY_TEST_KEY = "app-test"
 DIFY_APP_KEYS = {
@@ -54,6 +69,10 @@ _KEYS = web.AppKey("dify_api_keys", frozenset)
 _DELAY = web.AppKey("dify_chunk_delay", float)
 _RUNS = web.AppKey("dify_runs", dict)
 _STOPS = web.AppKey("dify_stops", list)
+_FORMS = web.AppKey("dify_forms", dict)
+_RECORDINGS = web.AppKey("dify_recordings", dict)
+_KEPT_RECORDINGS = 64
+_RECORDING_LIMIT = 8 * 1024 * 1024
 _KEPT_RUNS = 64     # runs kept for the resume and stop endpoints (a [big] run holds ~4.5 MB)
 _KEPT_STOPS = 1000
 _BIG_PIECE = '{"k": "v", "n": [1, 2]}\n' * 2730   # ~64 KiB of text that grows by half once escaped
@@ -62,6 +81,13 @@ _BIG_PIECE = '{"k": "v", "n": [1, 2]}\n' * 2730   # ~64 KiB of text that grows b
 def dify_answer_for(query: str, user: str) -> str:
     """The answer the fake app gives: deterministic, with Chinese and emoji on purpose."""
     return f"你好，{user}！You asked: {query} 🎉 答案是 42。✅"
+
+
+def dify_resumed_answer(action: str, comment: str) -> str:
+    """What the fake app answers after its human input form (or its timeout)."""
+    if action == "timeout":
+        return "没有人回答，表单已过期。The form timed out."
+    return f"已收到：{action} — {comment} ✅"
 
 
 def _chunks(text: str, size: int = 3) -> list[str]:
@@ -118,6 +144,10 @@ class _Run:
         self.sent = 0
         self.drop_at: int | None = None
         self.hang_at: int | None = None
+        self.form_token: str | None = None
+        self.form_expires = 1798761600       # 2027-01-01T00:00:00Z
+        self.submitted: dict[str, Any] | None = None
+        self.form_changed = asyncio.Event()
         self.events: list[dict[str, Any]] = []
         self.answer = dify_answer_for(query, user)
         if "[big]" in query:
@@ -270,18 +300,77 @@ class _Run:
             self.events.append(self._message_end())
         self.events.append(PING)
 
+    _FORM_INPUTS = [{"type": "paragraph", "output_variable_name": "comment", "default": None}]
+    _ACTIONS = [{"id": "approve", "title": "Approve", "button_style": "primary"},
+                {"id": "reject", "title": "Reject", "button_style": "default"}]
+
     def _pause(self) -> None:
-        form_token = "form-tok-" + self.run_id[:8]
-        self._add("human_input_required", data={
-            "form_id": "form-1", "node_id": "approve", "node_title": "Approve the draft",
-            "form_content": "Please approve: {{#draft#}}", "inputs": [
-                {"type": "paragraph", "output_variable_name": "comment", "default": None}],
-            "actions": [{"id": "ok", "title": "Approve", "button_style": "primary"}], "display_in_ui": True,
-            "form_token": form_token, "resolved_default_values": {}, "expiration_time": 1798761600})
+        if self.has("[pause-expired]"):
+            self.form_expires = int(self.started) - 1
+        if self.has("[pause-empty]"):
+            self._add("human_input_required", data={})
+        else:
+            self.form_token = None if self.has("[pause-email]") else "form-tok-" + self.run_id[:8]
+            self._add("human_input_required", data={
+                "form_id": "form-1", "node_id": "approve", "node_title": "Approve the draft",
+                "form_content": "Please approve: {{#draft#}}", "inputs": self._FORM_INPUTS,
+                "actions": self._ACTIONS, "display_in_ui": True, "form_token": self.form_token,
+                "resolved_default_values": {}, "expiration_time": self.form_expires})
         self._add("workflow_paused", data={
             "workflow_run_id": self.run_id, "paused_nodes": ["approve"], "outputs": {}, "reasons": [
                 {"type": "human_input_required", "form_id": "form-1"}], "status": "paused",
             "created_at": int(self.started), "elapsed_time": 0.2, "total_tokens": 10, "total_steps": 2})
+
+    # ------------------------------------------------------------------ human input
+
+    @property
+    def form_expired(self) -> bool:
+        return time.time() >= self.form_expires
+
+    def form_definition(self) -> dict[str, Any]:
+        """GET /form/human_input/{form_token}, as Dify's API reference gives it."""
+        return {"form_content": "Please approve: the draft", "inputs": self._FORM_INPUTS,
+                "resolved_default_values": {}, "user_actions": self._ACTIONS, "expiration_time": self.form_expires}
+
+    def submit(self, inputs: dict[str, Any], action: str) -> None:
+        self.submitted = {"inputs": inputs, "action": action}
+        self.form_changed.set()
+
+    def continuation(self) -> list[dict[str, Any]]:
+        """What the run streams after its pause: the form filled (or timed out), the rest of
+        the answer, the end. Empty while the form is still open."""
+        if self.submitted is None and not self.form_expired:
+            return []
+        events: list[dict[str, Any]] = []
+
+        def add(event: str, **fields: Any) -> None:
+            events.append({"event": event, **self._base(), **fields})
+
+        add("workflow_started", data={"id": self.run_id, "workflow_id": "wf-demo", "inputs": {"query": self.query},
+                                      "created_at": int(time.time()), "reason": "resumption"})
+        if self.submitted is not None:
+            action = self.submitted["action"]
+            comment = str(self.submitted["inputs"].get("comment", ""))
+            add("human_input_form_filled", data={
+                "node_id": "approve", "node_title": "Approve the draft", "rendered_content": "Please approve: the draft",
+                "action_id": action, "action_text": action.title(), "submitted_data": self.submitted["inputs"]})
+            text = dify_resumed_answer(action, comment)
+        else:
+            add("human_input_form_timeout", data={"node_id": "approve", "node_title": "Approve the draft",
+                                                  "expiration_time": self.form_expires})
+            text = dify_resumed_answer("timeout", "")
+        for piece in _chunks(text):
+            if self.mode == "workflow":
+                add("text_chunk", data={"text": piece, "from_variable_selector": ["llm", "text"]})
+            else:
+                add("message", id=self.message_id, answer=piece)
+        outputs: dict[str, Any] = {"answer": text}
+        if self.mode == "workflow":
+            outputs["text"] = text
+        add("workflow_finished", data=self._run_data("succeeded", outputs))
+        if self.mode != "workflow":
+            events.append(self._message_end())
+        return events
 
     def stop(self) -> None:
         """The stop endpoint: a hanging run ends as Dify 1.x ends a stopped one."""
@@ -365,6 +454,9 @@ def _dify_route(route: str):
                 return _error_body(400, "invalid_param", "user is required")
             if body.get("response_mode") != "streaming" and mode in ("agent-chat", "agent"):
                 return _error_body(400, "bad_request", "Agent Chat App does not support blocking mode")
+            refusal = _rate_limited(_inputs_query(body))
+            if refusal is not None:
+                return refusal
             with open_stream_scope(request):
                 return await handler(request, body, mode, user)
 
@@ -373,11 +465,28 @@ def _dify_route(route: str):
     return wrap
 
 
+def _rate_limited(query: str) -> web.Response | None:
+    """Dify's two 429s: its own limit on the app (`too_many_requests`, with Retry-After) and
+    the model provider's quota (`rate_limit_error`)."""
+    if "[busy]" in query:
+        response = _error_body(429, "too_many_requests", "Too many requests. Please try again later.")
+        response.headers["Retry-After"] = "1"
+        return response
+    if "[quota]" in query:
+        return _error_body(429, "rate_limit_error", "Rate Limit Error: the model provider's quota is exceeded.")
+    return None
+
+
 def _register(request: web.Request, run: _Run) -> _Run:
     runs = request.app[_RUNS]
     runs[run.task_id] = runs[run.run_id] = run
     while len(runs) > 2 * _KEPT_RUNS:   # a long-lived `fanin serve` keeps only recent runs (each twice)
         runs.pop(next(iter(runs)))
+    if run.form_token:
+        forms = request.app[_FORMS]
+        forms[run.form_token] = run
+        while len(forms) > _KEPT_RUNS:
+            forms.pop(next(iter(forms)))
     return run
 
 
@@ -448,11 +557,26 @@ def _stop_route(kind: str):
 
 
 async def workflow_events(request: web.Request) -> web.StreamResponse:
-    """Resume a run's stream (newer Dify): replay, the rest, or only workflow_finished."""
+    """Resume a run's stream (newer Dify): replay, the rest, or only workflow_finished; a
+    paused run, with continue_on_pause, goes on once its form is answered or expired (it
+    waits a few seconds for a submit, then says it is still paused)."""
     run = request.app[_RUNS].get(request.match_info["workflow_run_id"])
     if run is None or run.user != request.query.get("user") or run.has("[no-resume]"):
         return _error_body(404, "not_found", "Workflow run not found")
     with open_stream_scope(request):
+        paused = run.events and run.events[-1].get("event") == "workflow_paused"
+        if paused and request.query.get("continue_on_pause") == "true":
+            tail = run.continuation()
+            if not tail:
+                run.form_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.form_changed.wait(), 5)
+                tail = run.continuation() or run.events[-2:]
+            response = await _open_stream(request)
+            for event in tail:
+                await _write(response, event)
+                await asyncio.sleep(request.app[_DELAY])
+            return response
         if run.has("[drop-finished]"):
             response = await _open_stream(request)
             final = next((e for e in run.events if e.get("event") == "workflow_finished"), None)
@@ -461,6 +585,79 @@ async def workflow_events(request: web.Request) -> web.StreamResponse:
             return response
         start = run.sent if run.has("[drop-continue]") else 0
         return await _play(request, run, start, live=False)
+
+
+def _form_for(request: web.Request) -> _Run | web.Response:
+    auth = request.headers.get("Authorization", "")
+    key = auth[7:].strip() if auth.startswith("Bearer ") else ""
+    if key not in request.app[_KEYS] and key not in DIFY_APP_KEYS:
+        return _error_body(401, "unauthorized", "Access token is invalid")
+    run = request.app[_FORMS].get(request.match_info["form_token"])
+    if run is None:
+        return _error_body(404, "not_found", "Form not found")
+    if run.submitted is not None:
+        return _error_body(412, "human_input_form_submitted", "This form has already been submitted.")
+    if run.form_expired:
+        return _error_body(412, "human_input_form_expired", "This form has expired.")
+    return run
+
+
+async def get_form(request: web.Request) -> web.Response:
+    run = _form_for(request)
+    return run if isinstance(run, web.Response) else web.json_response(run.form_definition())
+
+
+async def submit_form(request: web.Request) -> web.Response:
+    run = _form_for(request)
+    if isinstance(run, web.Response):
+        return run
+    body = await _read_body(request)
+    if isinstance(body, web.Response):
+        return body
+    actions = [a["id"] for a in run._ACTIONS]
+    if body.get("action") not in actions:
+        return _error_body(400, "invalid_form_data", f"action must be one of: {', '.join(actions)}")
+    if not isinstance(body.get("inputs"), dict) or not str(body.get("user") or ""):
+        return _error_body(400, "invalid_form_data", "inputs (an object) and user are required")
+    run.submit(body["inputs"], body["action"])
+    return web.json_response({})
+
+
+async def add_recording(request: web.Request) -> web.Response:
+    try:
+        chunk = int(request.query.get("chunk", "0"))
+    except ValueError:
+        chunk = -1
+    if chunk < 0:
+        return _error_body(400, "invalid_param", "chunk must be a whole number of bytes >= 0")
+    payload = await request.content.read(_RECORDING_LIMIT + 1)
+    if len(payload) > _RECORDING_LIMIT:
+        return _error_body(413, "invalid_param", "a recording may hold at most 8 MiB")
+    recordings = request.app[_RECORDINGS]
+    key = uuid.uuid4().hex
+    recordings[key] = (payload, chunk)
+    while len(recordings) > _KEPT_RECORDINGS:
+        recordings.pop(next(iter(recordings)))
+    return web.json_response({"id": key, "bytes": len(payload)})
+
+
+async def replay_recording(request: web.Request) -> web.StreamResponse:
+    """Raw mode: the recorded bytes, exactly, whatever was asked."""
+    found = request.app[_RECORDINGS].get(request.match_info["recording"])
+    if found is None:
+        return _error_body(404, "not_found", "no such recording")
+    payload, chunk = found
+    await request.read()
+    with open_stream_scope(request):
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        step = chunk or max(len(payload), 1)
+        for offset in range(0, len(payload), step):
+            await response.write(payload[offset : offset + step])
+            if chunk:
+                await asyncio.sleep(0)
+        return response
 
 
 async def recorded_stops(request: web.Request) -> web.Response:
@@ -478,6 +675,8 @@ def add_dify_routes(app: web.Application, *, api_keys: tuple[str, ...] = (DIFY_T
     app[_DELAY] = float(chunk_delay)
     app[_RUNS] = {}
     app[_STOPS] = []
+    app[_FORMS] = {}
+    app[_RECORDINGS] = {}
     app.router.add_post("/v1/chat-messages", chat_messages)
     app.router.add_post("/v1/workflows/run", workflows_run)
     app.router.add_post("/v1/completion-messages", completion_messages)
@@ -485,5 +684,10 @@ def add_dify_routes(app: web.Application, *, api_keys: tuple[str, ...] = (DIFY_T
     app.router.add_post("/v1/workflows/tasks/{task_id}/stop", _stop_route("workflow"))
     app.router.add_post("/v1/completion-messages/{task_id}/stop", _stop_route("completion"))
     app.router.add_get("/v1/workflow/{workflow_run_id}/events", workflow_events)
+    app.router.add_get("/v1/form/human_input/{form_token}", get_form)
+    app.router.add_post("/v1/form/human_input/{form_token}", submit_form)
     app.router.add_get("/v1/test/stops", recorded_stops)
+    app.router.add_post("/v1/test/recordings", add_recording)
+    for route in ("chat-messages", "workflows/run", "completion-messages"):
+        app.router.add_post(f"/v1/raw/{{recording}}/{route}", replay_recording)
     return app

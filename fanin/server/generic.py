@@ -19,7 +19,7 @@ from aiohttp import web
 from .params import EVENT_STREAM, BadParameter, StreamParams, get_bool, get_float, get_int, get_text
 from .stats import STATS_KEY, open_stream_scope
 
-__all__ = ["HELP_TEXT", "add_generic_routes", "cancel_tickers"]
+__all__ = ["HELP_TEXT", "add_generic_routes", "cancel_tickers", "route_lines"]
 
 CHUNK_BYTES = 64 * 1024          # rate=0 streams are written in chunks of about this size
 MIN_TICK = 0.01                  # paced streams wake at most 100 times a second
@@ -42,6 +42,7 @@ fanin built-in SSE server. Endpoints (query parameters):
 /redirect to=/path?query code=302
 /stats    JSON: open_streams, total_requests, streams_started, last_event_ids.
 /         this text.
+The Dify-like app API and the OpenAI-compatible endpoint are described in the docs.
 """
 
 
@@ -397,8 +398,22 @@ async def handle_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATS_KEY].snapshot(), dumps=lambda o: orjson.dumps(o).decode())
 
 
+def route_lines(app: web.Application) -> list[str]:
+    """Every route the app answers, `METHOD /path`, read from its router (so the list can
+    never miss one); `*` is any method, HEAD (added for each GET) is not repeated."""
+    lines: list[str] = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        line = f"{route.method:<6} {route.resource.canonical if route.resource else ''}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 async def handle_help(request: web.Request) -> web.Response:
-    return web.Response(text=HELP_TEXT)
+    routes = "\n".join("  " + line for line in route_lines(request.app))
+    return web.Response(text=f"{HELP_TEXT}\nEvery route:\n{routes}\n")
 
 
 

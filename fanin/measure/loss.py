@@ -15,7 +15,7 @@ import time
 import orjson
 
 from fanin.extract import get_path
-from fanin.load.metrics import LoadMetrics
+from fanin.measure.metrics import LoadMetrics
 
 __all__ = ["LossTracker", "MAX_RANGES", "MAX_LISTED"]
 

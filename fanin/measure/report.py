@@ -1,5 +1,6 @@
-"""The `fanin load` report: the JSON document, `--threshold` checks, the final table and the
-live progress panel. Pure functions over `LoadMetrics` so workers and tests share them."""
+"""The load report every face builds the same way (`fanin load` in both modes, fanin.locust):
+the JSON document, its `--threshold` checks and how a measured value is shown with its unit.
+Pure functions over `LoadMetrics`; the faces draw their own tables."""
 
 from __future__ import annotations
 
@@ -7,13 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
-
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.load.timeline import timeline_rows
-from fanin.load.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
+from fanin.measure.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
+from fanin.measure.timeline import timeline_rows
 
 __all__ = [
     "Threshold",
@@ -21,11 +19,9 @@ __all__ = [
     "flat_metrics",
     "build_report",
     "evaluate_thresholds",
-    "report_table",
-    "progress_table",
     "add_request_sections",
-    "request_progress_table",
     "format_actual",
+    "HIST_LABELS",
     "SATURATION_LAG_MS",
     "SATURATION_CPU_PERCENT",
 ]
@@ -125,25 +121,23 @@ def parse_threshold(expr: str) -> Threshold:
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
 
 
-# The unit each count metric is shown with (time metrics are milliseconds).
-COUNT_UNITS = {
-    "events_per_s": " events/s", "bytes": " B", "bytes_per_s": " B/s", "rss_per_stream_kib": " KiB",
-    "cpu_us_per_event": " µs", "requests_per_s": " requests/s", "goodput_per_s": " requests/s",
-    "tokens_per_s": " tokens/s",
-}
-SHARE_METRICS = ("error_rate", "goodput_ratio")
+_UNITS = {"events": "events", "events_per_s": "events/s", "bytes": "bytes", "bytes_per_s": "bytes/s",
+          "rss_per_stream_kib": "KiB", "cpu_us_per_event": "µs", "requests_per_s": "requests/s",
+          "goodput_per_s": "requests/s", "tokens": "tokens", "tokens_per_s": "tokens/s"}
 
 
-def format_actual(metric: str, value: float | None) -> str:
-    """A measured value with its unit, as a threshold line shows it."""
-    if value is None:
+def format_actual(result: dict[str, Any]) -> str:
+    """A threshold result's measured value with its unit: '5.015 ms', '12 events', '2.5%'."""
+    actual, metric = result["actual"], result["metric"]
+    if actual is None:
         return "no data"
-    if metric in SHARE_METRICS:
-        return f"{100 * value:.2f}".rstrip("0").rstrip(".") + "%"
-    number = f"{value:,.3f}".rstrip("0").rstrip(".")
+    if metric in ("error_rate", "goodput_ratio"):
+        return f"{actual * 100:,.3f}".rstrip("0").rstrip(".") + "%"
+    shown = f"{actual:,.3f}".rstrip("0").rstrip(".")
     if metric in TIME_METRICS:
-        return number + " ms"
-    return number + COUNT_UNITS.get(metric, "")
+        return shown + " ms"
+    unit = _UNITS.get(metric) or metric.rpartition("_")[0] or metric  # connections_failed -> connections
+    return f"{shown} {unit}"
 
 
 def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
@@ -278,144 +272,6 @@ def build_report(
     }
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1000:
-        return f"{value / 1000:.2f} s"
-    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
-
-
-def _plural(n: int, one: str, many: str) -> str:
-    return f"{n:,} {one if n == 1 else many}"
-
-
-def _count(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}".rstrip("0").rstrip(".")
-
-
-def report_table(report: dict[str, Any]) -> Table:
-    """The final table: counts first, then one row per histogram with its percentiles."""
-    conns, events, errors, client = report["connections"], report["events"], report["errors"], report["client"]
-    summary = Table(title=f"fanin load: {report['elapsed_s']:.1f} s", show_header=False, box=None)
-    summary.add_column(style="bold")
-    summary.add_column()
-    if "requests" in report:  # request mode: in flight, not held open
-        settings = report["settings"]
-        limit = (_plural(settings["users"], "user", "users") if settings.get("users")
-                 else f"{settings['request_rate']:g}/s, at most {settings['max_in_flight']:,} in flight")
-        summary.add_row(
-            "connections",
-            f"peak {conns['peak_active']:,} in flight ({limit}); streams opened {conns['opened']:,}, "
-            f"failed to open {conns['failed']:,}, cut after opening {conns['stream_errors']:,}",
-        )
-    else:
-        summary.add_row(
-            "connections",
-            f"{conns['active_at_end']:,} open at end / {conns['requested']:,} requested "
-            f"(peak {conns['peak_active']:,}); opened {conns['opened']:,}, failed {conns['failed']:,}, "
-            f"reconnects {conns['reconnects']:,}",
-        )
-        summary.add_row(
-            "streams",
-            f"completed {conns['streams_completed']:,}, failed {conns['streams_failed']:,}, "
-            f"errors after open {conns['stream_errors']:,}",
-        )
-    summary.add_row(
-        "events",
-        f"{events['total']:,} ({_count(events['per_s'])}/s), "
-        f"{events['bytes']:,} bytes ({_count(events['bytes_per_s'])} B/s)"
-        + (
-            f"; rates, gaps and latency measured after a {events['measured_from_s']:g} s warm-up"
-            if events["measured_from_s"]
-            else ""
-        ),
-    )
-    requests = report.get("requests")
-    if requests is not None:
-        tokens = report["tokens"]
-        summary.add_row(
-            "requests",
-            f"completed {requests['completed']:,} ({_count(requests['per_s'])}/s), failed {requests['failed']:,}, "
-            f"not started {requests['not_started']:,}, interrupted {requests['interrupted']:,}"
-            + (f", warm-up {requests['warmup']:,}" if requests["warmup"] else ""),
-        )
-        if requests["slos"]:
-            summary.add_row(
-                "goodput",
-                f"{requests['goodput']:,} ({_count(requests['goodput_per_s'])}/s, "
-                f"{100 * requests['goodput_ratio']:.1f}% of requests) met {' and '.join(requests['slos'])}",
-            )
-        summary.add_row("tokens", f"{tokens['total']:,} ({_count(tokens['per_s'])}/s; counted from {tokens['source']})")
-    delivery = report.get("delivery")
-    if delivery is not None:
-        resume = delivery["resume_ms"]
-        summary.add_row(
-            "delivery",
-            f"lost {delivery['lost']:,}, duplicates {delivery['duplicates']:,}, reordered {delivery['reordered']:,} "
-            f"over {_plural(delivery['streams_tracked'], 'stream', 'streams')} numbered by {delivery['sequence']}"
-            + (f"; resumed after a drop {_plural(resume['count'], 'time', 'times')}, p99 {_ms(resume['p99'])}"
-               if resume["count"] else "")
-            + (f"; {delivery['events_without_number']:,} events without a number"
-               if delivery["events_without_number"] else ""),
-        )
-    by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
-    summary.add_row("errors", f"{errors['total']:,} ({by_kind})")
-    rss = client.get("rss_per_stream_kib")
-    summary.add_row(
-        "client",
-        f"{_plural(client.get('workers', 1), 'process', 'processes')}, cpu max {client.get('cpu_percent_max', 0):.0f}%, "
-        f"rss {client.get('rss_bytes', 0) / 2**20:,.1f} MiB"
-        + (f", {rss:.1f} KiB per stream" if rss is not None else "")
-        + (f", {client['cpu_us_per_event']:.1f} µs CPU per event" if client.get("cpu_us_per_event") else "")
-        + (" - SATURATED: " + "; ".join(client["saturated_by"]) if client["saturated"] else ""),
-    )
-    percentiles = Table(show_edge=False)
-    percentiles.add_column("metric", no_wrap=True)
-    for col in ("count", "p50", "p90", "p95", "p99", "max"):
-        percentiles.add_column(col, justify="right")
-    for name, stats in report["latency_ms"].items():
-        if "requests" in report and not stats["count"] and name not in ("ttft", "itl", "tpot", "e2e"):
-            continue  # request mode: leave out what it does not measure (gap, latency, ...)
-        percentiles.add_row(
-            HIST_LABELS[name],
-            f"{stats['count']:,}",
-            *(_ms(stats[k]) for k in ("p50", "p90", "p95", "p99", "max")),
-        )
-    outer = Table.grid()
-    outer.add_row(summary)
-    outer.add_row(percentiles)
-    for warning in report["warnings"]:
-        outer.add_row(Text(f"warning: {warning}", style="yellow"))
-    for result in report.get("thresholds", []):
-        mark, style = ("ok  ", "green") if result["ok"] else ("FAIL", "bold red")
-        shown = format_actual(result["metric"], result["actual"])
-        outer.add_row(Text(f"{mark} {result['threshold']} (actual {shown})", style=style))
-    return outer
-
-
-def progress_table(
-    metrics: LoadMetrics, *, elapsed: float, duration: float, target: int, events_per_s: float
-) -> Table:
-    """The once-a-second live line: active streams, rates, p99s, errors, client lag."""
-    table = Table(show_edge=False, box=None, padding=(0, 2))
-    for col in ("elapsed", "active", "events/s", "events", "p99 ttfe", "p99 gap", "p99 latency", "errors", "loop lag p99"):
-        table.add_column(col, justify="right")
-    errors = sum(metrics.errors.values())
-    table.add_row(
-        f"{elapsed:.0f}/{duration:.0f} s",
-        f"{metrics.active:,}/{target:,}",
-        f"{events_per_s:,.0f}",
-        f"{metrics.events:,}",
-        _ms(metrics.hist["ttfe"].percentile_ms(99)),
-        _ms(metrics.hist["gap"].percentile_ms(99)),
-        _ms(metrics.hist["latency"].percentile_ms(99)),
-        Text(f"{errors:,}", style="red" if errors else ""),
-        _ms(metrics.hist["lag"].percentile_ms(99)),
-    )
-    return table
-
-
 def add_request_sections(
     report: dict[str, Any], metrics: LoadMetrics, *, measured_s: float, slos: list[str], usage_field: str | None
 ) -> dict[str, Any]:
@@ -454,23 +310,3 @@ def add_request_sections(
         client["saturated_by"].append(f"open-loop requests started late: start delay p99 {late:.0f} ms")
         client["saturated"] = True
     return report
-
-
-def request_progress_table(metrics: LoadMetrics, *, elapsed: float, duration: float | None) -> Table:
-    """The once-a-second live line in request mode."""
-    table = Table(show_edge=False, box=None, padding=(0, 2))
-    for col in ("elapsed", "in flight", "completed", "failed", "not started", "p99 ttft", "p99 itl", "p99 e2e",
-                "loop lag p99"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"{elapsed:.0f}/{duration:.0f} s" if duration else f"{elapsed:.0f} s",
-        f"{metrics.active:,}",
-        f"{metrics.requests_completed:,}",
-        Text(f"{metrics.requests_failed:,}", style="red" if metrics.requests_failed else ""),
-        f"{metrics.requests_not_started:,}",
-        _ms(metrics.hist["ttft"].percentile_ms(99)),
-        _ms(metrics.hist["itl"].percentile_ms(99)),
-        _ms(metrics.hist["e2e"].percentile_ms(99)),
-        _ms(metrics.hist["lag"].percentile_ms(99)),
-    )
-    return table

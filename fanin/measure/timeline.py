@@ -144,7 +144,7 @@ def _percentiles(buckets: dict[int, int], template) -> dict[str, float]:
 def timeline_rows(timeline: dict[str, Any]) -> list[dict[str, Any]]:
     """The JSON `timeline`: per step, seconds since the start, open streams, rates per second,
     new errors by kind, and the count and p50/p90/p99 (ms) of what each histogram recorded in that step."""
-    from fanin.load.metrics import new_histogram
+    from fanin.measure.metrics import new_histogram
 
     if not timeline.get("samples"):
         return []

@@ -196,7 +196,7 @@ class LoadMetrics:
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
         self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
-        from fanin.load.timeline import Timeline
+        from fanin.measure.timeline import Timeline
 
         self.timeline = Timeline()  # the run over time (the HTML report, the JSON timeline)
         self.merged_timeline: dict[str, Any] | None = None  # set by merge()
@@ -248,7 +248,7 @@ class LoadMetrics:
             merged.loss_listed.extend(snap.get("loss_listed", ()))
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})
-        from fanin.load.timeline import merge_timelines
+        from fanin.measure.timeline import merge_timelines
 
         merged.merged_timeline = merge_timelines([snap.get("timeline") for snap in snapshots])
         if len(snapshots) == 1:
