@@ -99,8 +99,8 @@ def self_contained(text: str) -> None:
 
 
 def test_streams_report_renders_in_a_browser(server, tmp_path):
-    url = server.url("/stream?count=0&rate=40&ts=1&abort_every=30&retry=30")
-    code, report, html = run([url, "-c", "6", "-d", "3s", "--latency-field", "ts", "--seq-ids", "--workers", "2"],
+    url = server.url("/stream?count=0&rate=40&ts=1&abort_every=15&retry=30")
+    code, report, html = run([url, "-c", "6", "-d", "4s", "--latency-field", "ts", "--seq-ids", "--workers", "2"],
                              tmp_path, "streams")
     assert code == 0
     self_contained(html.read_text())
