@@ -8,6 +8,7 @@ load tester, the Dify tools, Locust) decide on a failure's `FailureKind` and
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 __all__ = ["FaninError", "UsageError", "EventTooLargeError", "FailureKind", "RETRIED_KINDS"]
 
@@ -68,6 +69,6 @@ class EventTooLargeError(FaninError):
     so a caller can still deliver them (the parser is then reset: call new_connection()).
     """
 
-    def __init__(self, message: str, events: list | None = None) -> None:
+    def __init__(self, message: str, events: list[Any] | None = None) -> None:
         super().__init__(message)
         self.events = events if events is not None else []

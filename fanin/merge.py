@@ -1,11 +1,9 @@
 """Fan-in: N sources on one aiohttp session, merged into one arrival-ordered sequence.
 
-Why the order holds: a source stamps a network read and appends its batch to the shared
-deque in the same synchronous step (no await in between), so the deque is in stamp
-order by construction. Backpressure: once the deque (plus, with --order-by, the events
-held in the reorder window) holds more than `queue_limit` events, a source that appended
-waits before reading again, so memory stays bounded (the limit plus at most one read
-per source) and nothing is dropped.
+FanIn checks the run's arguments, owns the session and the source tasks, applies the
+run's deadline and writes the summary. The two jobs in between have their own modules:
+`fanin.arrivals.ArrivalQueue` (the bounded queue in stamp order, with backpressure) and
+`fanin.admission.Admission` (dedup, reorder, numbering, max_events).
 """
 
 from __future__ import annotations
@@ -16,11 +14,13 @@ import dataclasses
 import functools
 import time
 import urllib.request
-from collections import deque
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any
 
 import aiohttp
 
+from .admission import Admission
+from .arrivals import ArrivalQueue, Item
 from .dedup import IdDeduplicator
 from .errors import UsageError
 from .events import Batch, Event, SourceError, Summary
@@ -37,10 +37,8 @@ __all__ = ["FanIn", "make_session", "OPENING_AT_ONCE"]
 # stream with 256) and streams opened no slower.
 OPENING_AT_ONCE = 256
 
-Item = Batch | SourceError
 
-
-def make_session(connector: aiohttp.BaseConnector | None = None, **connector_kwargs) -> aiohttp.ClientSession:
+def make_session(connector: aiohttp.BaseConnector | None = None, **connector_kwargs: Any) -> aiohttp.ClientSession:
     """One session for every source: no connection cap (thousands of streams), proxies
     from the environment (HTTP(S)_PROXY / NO_PROXY) when any is set."""
     if connector is None:
@@ -66,7 +64,8 @@ class FanIn:
                  stop_on: str | None = None, order_by: str | None = None,
                  reorder_window_ms: float = 500, dedup: bool = False,
                  observer: StreamObserver | None = None, queue_limit: int = 8192,
-                 connector_factory=None, check_hop: HopCheck | None = None) -> None:
+                 connector_factory: Callable[[], aiohttp.ClientSession] | None = None,
+                 check_hop: HopCheck | None = None) -> None:
         if not requests:
             raise UsageError("no URL given")
         self.requests = list(requests)
@@ -93,16 +92,18 @@ class FanIn:
         self.streams: list[SSEStream] = []
         self.summary: Summary | None = None
         self.stopped_by: str | None = None
-        self.total_events = 0
-        self._pending: deque[Item] = deque()
-        self._pending_events = 0  # events queued, plus those held in the reorder window
-        self._wake = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
+        # The public seams: sources put their batches on `queue`; `admission` decides
+        # what leaves it, numbered. Each can be driven alone (tests do).
+        self.queue = ArrivalQueue(self.queue_limit)
+        self.admission = Admission(len(self.requests), max_events=max_events, dedup=self.dedup, reorder=self.reorder)
         self._live = 0
         self._deadline: float | None = None
         self._started = False
-        self._delivered = [0] * len(self.requests)  # events handed to the consumer, per source
+
+    @property
+    def total_events(self) -> int:
+        """Events handed to the consumer so far, numbered 1..total_events."""
+        return self.admission.total_events
 
     @functools.cached_property
     def secrets(self) -> Secrets:
@@ -110,40 +111,17 @@ class FanIn:
         return Secrets.union(r.secrets for r in self.requests)
 
     # ------------------------------------------------------------------ producers
-    async def _deliver(self, batch: Batch) -> None:
-        pending = self._pending
-        # Equal stamps: the lower source index goes first (the README, `fanin stream`, "Output"). The deque
-        # is in stamp order, so the items with this stamp are a run at its end: step back
-        # over every one of them from a higher source.
-        stamp, source = batch.arrival_ns, batch.source
-        at = len(pending)
-        while at:
-            prev = pending[at - 1]
-            if type(prev) is Batch and prev.arrival_ns == stamp and prev.source > source:  # type: ignore[union-attr]
-                at -= 1
-            else:
-                break
-        if at == len(pending):
-            pending.append(batch)
-        else:
-            pending.insert(at, batch)
-        self._pending_events += len(batch)
-        self._wake.set()
-        if self._pending_events > self.queue_limit:
-            self._space.clear()
-            await self._space.wait()
-
     async def _run_source(self, stream: SSEStream) -> None:
         try:
             try:
-                await stream.run(self._deliver)
+                await stream.run(self.queue.put)
             except Exception as exc:  # e.g. an observer's on_end raised: still this source's failure
                 stream.fail_unexpected(exc)
             if stream.report.status == "failed":
-                self._pending.append(SourceError.of(stream.report))
+                self.queue.put_error(SourceError.of(stream.report))
         finally:
             self._live -= 1
-            self._wake.set()
+            self.queue.notify()
 
     # ------------------------------------------------------------------ consumer
     async def stream(self) -> AsyncGenerator[Event | SourceError, None]:
@@ -155,7 +133,7 @@ class FanIn:
             async for chunk in batches:
                 timed = self._deadline is not None
                 for index, item in enumerate(chunk):
-                    if type(item) is not Batch:
+                    if not isinstance(item, Batch):
                         yield item
                         continue
                     if not timed:
@@ -186,7 +164,7 @@ class FanIn:
         started = time.monotonic()
         deadline = self._deadline = started + self.max_duration if self.max_duration else None
         session: aiohttp.ClientSession | None = None
-        tasks: list[asyncio.Task] = []
+        tasks: list[asyncio.Task[None]] = []
         try:
             session = self.connector_factory() if self.connector_factory else make_session()
             gate = asyncio.Semaphore(OPENING_AT_ONCE)
@@ -197,43 +175,36 @@ class FanIn:
             ]
             self._live = len(self.streams)
             tasks = [asyncio.create_task(self._run_source(s)) for s in self.streams]
+            queue, admission = self.queue, self.admission
             while True:
                 # Every pass, not only when the wait below times out: a consumer that awaits
                 # between items keeps the queue non-empty, so that wait may never happen.
                 if self.stopped_by or (deadline is not None and time.monotonic() >= deadline):
                     self.stopped_by = self.stopped_by or "max_duration"
                     break
-                if self._pending:
-                    item = self._pending.popleft()
-                    if type(item) is Batch and self.reorder is None:
-                        self._free(len(item))
-                    out = self._admit(item)
-                    if out:
-                        yield out
-                    if self.stopped_by:
-                        break
-                    continue
-                if self.reorder is not None and self.reorder.held:
-                    released = self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
-                    if released:
-                        yield released
-                        if self.stopped_by:
+                if queue:
+                    out, left = admission.admit(queue.pop(), time.monotonic_ns())
+                else:
+                    out, left = admission.release(time.monotonic_ns())  # held events now due, if any
+                    if not out:
+                        if self._live == 0:
                             break
+                        await queue.wait(self._seconds_to_wait(deadline))
                         continue
-                if self._live == 0:
+                queue.free(left)
+                if admission.full:
+                    self.stopped_by = "max_events"
+                if out:
+                    yield out
+                if self.stopped_by:
                     break
-                self._wake.clear()
-                timeout = self._seconds_to_wait(deadline)
-                if timeout is None:
-                    await self._wake.wait()
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-            if self.reorder is not None and self.stopped_by != "max_events":
+            if self.stopped_by != "max_events":
                 # Held events arrived before the run ended (the end of every source, the
                 # deadline): deliver them in event-time order rather than lose them.
-                rest = self._number(self._release_held(self.reorder.flush()))
+                rest, left = admission.flush()
+                queue.free(left)
+                if admission.full:  # the flush reached the limit: that is what ended the run
+                    self.stopped_by = "max_events"
                 if rest:
                     yield rest
         except (asyncio.CancelledError, GeneratorExit):  # a signal, or a consumer that stopped reading
@@ -254,82 +225,24 @@ class FanIn:
         return self._deadline is not None and not self.stopped_by and time.monotonic() >= self._deadline
 
     def _cut(self, chunk: list[Item], index: int, offset: int) -> None:
-        """The deadline passed while stream() was handing out `chunk`: the events from
-        chunk[index] event `offset` on were numbered but never delivered, so take them back
-        out of the counts."""
+        """The deadline passed while stream() was handing out `chunk`: the rest was
+        numbered but never delivered."""
         self.stopped_by = "max_duration"
-        for position in range(index, len(chunk)):
-            item = chunk[position]
-            if type(item) is Batch:
-                dropped = len(item.messages) - (offset if position == index else 0)
-                self.total_events -= dropped
-                self._delivered[item.source] -= dropped
+        self.admission.take_back(chunk, index, offset)
 
     def _seconds_to_wait(self, deadline: float | None) -> float | None:
         """Until the run's deadline or the next held event falls due, whichever is first."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if self.reorder is not None and self.reorder.held:
-            due = max(0.0, (self.reorder.next_due_ns() - time.monotonic_ns()) / 1e9)
+        due_ns = self.admission.next_due_ns()
+        if due_ns is not None:
+            due = max(0.0, (due_ns - time.monotonic_ns()) / 1e9)
             timeout = due if timeout is None else min(timeout, due)
         return timeout
-
-    def _admit(self, item: Item) -> list[Item]:
-        """De-duplicate, reorder and number one queued item; apply max_events."""
-        if type(item) is not Batch:
-            return [item]
-        if self.dedup is not None:
-            received = len(item.messages)
-            item.messages = self.dedup.admit(item)
-            if self.reorder is not None:
-                self._free(received - len(item.messages))
-            if not item.messages:
-                return []
-        if self.reorder is not None:
-            self.reorder.push(item.events())
-            return self._number(self._release_held(self.reorder.release(time.monotonic_ns())))
-        return self._number([item])
-
-    def _release_held(self, events: list[Event]) -> list[Event]:
-        """Events leaving the reorder window no longer take room in the queue."""
-        if events:
-            self._free(len(events))
-        return events
-
-    def _free(self, n: int) -> None:
-        """n events left the queue (or the reorder window): wake the readers once the
-        backlog is down to half the limit."""
-        self._pending_events -= n
-        if self._pending_events <= self.queue_limit // 2:
-            self._space.set()
-
-    def _number(self, items: list) -> list[Item]:
-        """Number events in merged order. Takes Batches, or Events released by the
-        reorderer (each becomes a one-event Batch that keeps its late flag)."""
-        limit = self.max_events
-        out: list[Item] = []
-        for item in items:
-            if type(item) is Event:
-                item = Batch(item.source, item.url, item.arrival_ns, item.wall_ns,
-                             [(item.event_type, item.data, item.event_id, item.own_id)], item.late)
-            if limit is not None:
-                room = limit - self.total_events
-                if room <= 0:
-                    self.stopped_by = "max_events"
-                    break
-                if len(item.messages) > room:
-                    item.messages = item.messages[:room]
-            item.first_number = self.total_events + 1
-            self.total_events += len(item.messages)
-            self._delivered[item.source] += len(item.messages)
-            out.append(item)
-        if limit is not None and self.total_events >= limit:
-            self.stopped_by = "max_events"
-        return out
 
     def _summarise(self, elapsed: float) -> Summary:
         reports = [s.report for s in self.streams]
         for report in reports:  # what the consumer got, not what the source read: they sum to total_events
-            report.events = self._delivered[report.source]
+            report.events = self.admission.delivered[report.source]
         for stream in self.streams:
             if stream.report.status in ("pending", "stopped"):
                 stream.report.status = "stopped"

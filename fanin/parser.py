@@ -17,17 +17,34 @@ How it stays exact and fast:
 - Limits: a line (bytes, checked on the pending tail after each read without rescanning
   it) or one event's data (decoded characters, i.e. bytes for ASCII) longer than
   max_line_size raises EventTooLargeError, so memory stays bounded.
+- Output stays bounded by input. Every event carries the last event id, so one long id
+  followed by many tiny events would make each of them repeat it: an `id:` (or `event:`)
+  value over max_id_size (max_type_size) bytes of UTF-8 fails the source, and the JSON
+  bytes of the ids events inherit (rather than carry) may not pass ID_ECHO_FACTOR times
+  what those events carried themselves (plus ID_ECHO_ALLOWANCE). That credit is counted
+  per event from its fields, never per read, so where a hostile stream fails does not
+  depend on its chunking either. The source fails rather than cut the id: the id is what
+  a reconnect sends back as Last-Event-ID and what --dedup keys on, and a cut id would
+  name another place in the stream.
 """
 
 from __future__ import annotations
 
 from itertools import repeat
 
+import orjson
+
 from .budget import ByteBudget
 from .errors import EventTooLargeError
 
+_Msg = tuple[str, str, str, bool]  # (type, data, id, own_id): one event as feed_tuples() returns it
+
 __all__ = [
+    "DEFAULT_MAX_ID_SIZE",
     "DEFAULT_MAX_LINE_SIZE",
+    "DEFAULT_MAX_TYPE_SIZE",
+    "ID_ECHO_ALLOWANCE",
+    "ID_ECHO_FACTOR",
     "MAX_RETRY_MS",
     "EventTooLargeError",
     "SSEMessage",
@@ -35,6 +52,20 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LINE_SIZE = 16 * 1024 * 1024
+# Ids are counters, UUIDs, stream offsets, cursors: tens of bytes. Well over any of them,
+# and small enough that a server's id costs every record at most this much.
+DEFAULT_MAX_ID_SIZE = 1024
+DEFAULT_MAX_TYPE_SIZE = 1024  # event types are names (`message`, `message_end`)
+# Inherited ids (JSON-escaped bytes) may reach this many times the bytes the inheriting
+# events carried, plus the allowance: an honest stream repeats a short id on events
+# larger than it, never near this.
+ID_ECHO_FACTOR = 8
+ID_ECHO_ALLOWANCE = 64 * 1024
+# What an inheriting event is credited besides its data values: `data` + LF of its first
+# data line and the blank line (6 bytes, the smallest event there is, minus the +1 per data
+# line that _data_size already counts). An id costing at most FACTOR x 6 never needs a check.
+_EVENT_FRAMING = 5
+_ALWAYS_CARRIED = ID_ECHO_FACTOR * (_EVENT_FRAMING + 1)
 MAX_RETRY_MS = 86_400_000  # 24 h: larger retry: values are clamped (timedelta overflows elsewhere)
 
 _BOM = b"\xef\xbb\xbf"
@@ -54,6 +85,20 @@ def _decode(raw: bytes) -> str:
 
 def _line_too_long(limit: int) -> str:
     return f"SSE line longer than the limit of {limit} bytes (max_line_size)"
+
+
+def _over(value: str, limit: int) -> bool:
+    """Whether `value` takes more than `limit` bytes of UTF-8 (at most 4 per character)."""
+    n = len(value)
+    return n > limit or (4 * n > limit and len(value.encode("utf-8")) > limit)
+
+
+def _escaped_size(value: str) -> int:
+    """Bytes `value` takes inside a JSON string (what each record that repeats it pays)."""
+    try:
+        return len(orjson.dumps(value)) - 2
+    except orjson.JSONEncodeError:  # a lone surrogate (a --last-event-id from undecodable argv)
+        return 6 * len(value)
 
 
 class SSEMessage:
@@ -81,7 +126,7 @@ class SSEMessage:
             and self.own_id == other.own_id
         )
 
-    __hash__ = None  # mutable value object
+    __hash__ = None  # type: ignore[assignment]  # mutable value object
 
 
 class SSEParser:
@@ -95,14 +140,24 @@ class SSEParser:
     """
 
     # One parser per stream, thousands of streams: slots keep each one small.
-    __slots__ = ("max_line_size", "budget", "_charged", "last_event_id", "retry_ms", "_at_start", "_head",
-                 "_tail", "_swallow_lf", "_data", "_groups", "_data_size", "_type", "_id_buf", "_block_has_id")
+    __slots__ = ("max_line_size", "max_id_size", "max_type_size", "budget", "_charged", "last_event_id",
+                 "retry_ms", "_at_start", "_head", "_tail", "_swallow_lf", "_data", "_groups", "_data_size",
+                 "_type", "_id_buf", "_block_has_id", "_credit", "_echoed", "_echo_id", "_echo_size")
 
     def __init__(self, *, last_event_id: str = "", max_line_size: int = DEFAULT_MAX_LINE_SIZE,
-                 budget: ByteBudget | None = None) -> None:
+                 budget: ByteBudget | None = None, max_id_size: int = DEFAULT_MAX_ID_SIZE,
+                 max_type_size: int = DEFAULT_MAX_TYPE_SIZE) -> None:
         if max_line_size < 1:
             raise ValueError("max_line_size must be at least 1 byte")
+        if max_id_size < 1 or max_type_size < 1:
+            raise ValueError("max_id_size and max_type_size must be at least 1 byte")
         self.max_line_size = max_line_size
+        self.max_id_size = max_id_size
+        self.max_type_size = max_type_size
+        self._credit = 0  # bytes the inheriting events carried themselves, over every connection
+        self._echoed = 0  # JSON bytes of the ids they inherited
+        self._echo_id = ""  # the id _echo_size was measured for
+        self._echo_size = 0
         self.budget = budget  # shared bound on what many parsers hold (fanin.budget)
         self._charged = 0  # bytes this parser holds on the budget
         self.last_event_id: str = last_event_id  # committed at dispatch only
@@ -129,6 +184,11 @@ class SSEParser:
         self._id_buf = self.last_event_id  # an uncommitted id never outlives its block
         self._block_has_id = False
 
+    def has_partial(self) -> bool:
+        """Whether the body so far ends inside a line or an event (fields read, no blank
+        line yet). At the end of a body without framing, that is evidence of a cut."""
+        return bool(self._tail or self._head or self._data or self._groups or self._type or self._block_has_id)
+
     # ------------------------------------------------------------------ input
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
@@ -152,7 +212,7 @@ class SSEParser:
         """
         # Hot path: one call per network read, so it is written inline and uses int
         # arguments (`13 in chunk`, rfind(10)), far cheaper than their bytes forms.
-        out: list = []
+        out: list[_Msg] = []
         try:
             if type(chunk) is not bytes:
                 chunk = bytes(chunk)  # bytearray / memoryview from some transports
@@ -224,7 +284,7 @@ class SSEParser:
             )
         self._charged = held
 
-    def _process_text(self, text: str, out: list[tuple]) -> None:
+    def _process_text(self, text: str, out: list[_Msg]) -> None:
         """Handle complete lines: `text` is non-empty and ends with LF."""
         start = 0
         if self._data or self._groups or self._type or self._block_has_id:
@@ -239,24 +299,32 @@ class SSEParser:
         # line: the run starts with `data: `, and every LF in it belongs to a
         # "\n\ndata: " separator (the count of separators, which cannot overlap, is half
         # the count of LFs), so its lines go data, blank, data, blank... and one split
-        # yields every event's data.
+        # yields every event's data. Every event of the run inherits the last id, so the run
+        # is charged to the bound on repeated ids; when it may pass it, the per-line loop
+        # finds the event that does.
         if text.startswith("data: ", start):
             last_sep = text.rfind("\n\n", start)
             if last_sep > start:
                 run = text[start + 6 : last_sep]
+                lid = self.last_event_id
                 if "\n" not in run:
-                    out.append(("message", run, self.last_event_id, False))
-                    start = last_sep + 2
-                elif 2 * run.count("\n\ndata: ") == run.count("\n"):
-                    lid = self.last_event_id
-                    out += zip(repeat("message"), run.split("\n\ndata: "), repeat(lid), repeat(False))
-                    start = last_sep + 2
+                    if not lid or self._echo_run(lid, 1, len(run)):
+                        out.append(("message", run, lid, False))
+                        start = last_sep + 2
+                else:
+                    seps = run.count("\n\ndata: ")
+                    # n events of data X each carry len(X) + 1 + framing: the run holds 8
+                    # characters of separator between two of them
+                    if 2 * seps == run.count("\n") and (
+                            not lid or self._echo_run(lid, seps + 1, len(run) - 8 * seps)):
+                        out += zip(repeat("message"), run.split("\n\ndata: "), repeat(lid), repeat(False))
+                        start = last_sep + 2
         elif text.startswith("id: ", start):
             start = self._id_data_run(text, start, out)
         if start < len(text):
             self._process_lines(text[start:-1].split("\n") if start else text[:-1].split("\n"), out)
 
-    def _id_data_run(self, text: str, start: int, out: list[tuple]) -> int:
+    def _id_data_run(self, text: str, start: int, out: list[_Msg]) -> int:
         """Fast path for a run of `id: N` + `data: ...` events (the other common shape).
 
         The shape is proven line by line: the run's lines go id, data, blank, id, data,
@@ -284,11 +352,48 @@ class SSEParser:
         ):
             return start
         id_values = ids[4:].split("\nid: ")
+        cap = self.max_id_size
+        if 4 * len(ids) > cap and 4 * max(map(len, id_values)) > cap and any(_over(v, cap) for v in id_values):
+            return start  # the per-line loop raises at the oversized id, after the events before it
         out += zip(repeat("message"), datas[6:].split("\ndata: "), id_values, repeat(True))
         self.last_event_id = self._id_buf = id_values[-1]
         return last_sep + 2
 
-    def _check_line_sizes(self, buf: bytes, out: list[tuple]) -> None:
+    def _measure(self, event_id: str) -> int:
+        if event_id != self._echo_id:
+            self._echo_id = event_id
+            self._echo_size = _escaped_size(event_id)
+        return self._echo_size
+
+    def _echo(self, event_id: str, carried: int) -> bool:
+        """Charge one event that inherits `event_id` (rather than carry an id of its own) and
+        carried `carried` bytes of its own fields; False when that passes the bound."""
+        credit = self._credit + carried + _EVENT_FRAMING
+        echoed = self._echoed + self._measure(event_id)
+        if echoed > ID_ECHO_FACTOR * credit + ID_ECHO_ALLOWANCE:
+            return False  # nothing charged: the bound keeps holding for what was delivered
+        self._credit, self._echoed = credit, echoed
+        return True
+
+    def _echo_run(self, event_id: str, count: int, data_chars: int) -> bool:
+        """Charge a fast-path run of `count` one-line events inheriting `event_id`, whose data
+        takes `data_chars` characters in all, exactly as _echo would one by one; False,
+        charging nothing, when that is not proven to stay within the bound at every event
+        (the per-line loop then finds the event that passes it)."""
+        size = self._measure(event_id)
+        echoed = self._echoed + count * size
+        if size > _ALWAYS_CARRIED and echoed > ID_ECHO_FACTOR * self._credit + ID_ECHO_ALLOWANCE:
+            return False  # even without this run's credit it may not fit: decide event by event
+        self._credit += data_chars + count * (1 + _EVENT_FRAMING)
+        self._echoed = echoed
+        return True
+
+    def _echo_refused(self) -> EventTooLargeError:
+        return EventTooLargeError(
+            f"SSE event id of {self._echo_size} bytes repeated on events too small to carry it: the output would"
+            f" pass {ID_ECHO_FACTOR} times what they carry (a broken or hostile server)")
+
+    def _check_line_sizes(self, buf: bytes, out: list[_Msg]) -> None:
         """Slow path, only when this read could hold an oversized line: process the lines
         before the first oversized one (so results do not depend on chunking), then raise."""
         limit = self.max_line_size
@@ -301,7 +406,7 @@ class SSEParser:
 
     # ------------------------------------------------------------- per line
 
-    def _process_lines(self, lines: list[str], out: list[tuple]) -> None:
+    def _process_lines(self, lines: list[str], out: list[_Msg]) -> None:
         """The general per-line algorithm (spec sections 2 and 3). The parser state lives
         in locals inside the loop and is written back once: that roughly halves its cost."""
         data = self._data
@@ -311,12 +416,15 @@ class SSEParser:
         id_buf = self._id_buf
         has_id = self._block_has_id
         limit = self.max_line_size
+        max_id, max_type = self.max_id_size, self.max_type_size
         append = out.append
         try:
             for line in lines:
                 if not line:  # blank line: dispatch
                     self.last_event_id = id_buf
                     if data_size:
+                        if id_buf and not has_id and not self._echo(id_buf, data_size + len(type_)):
+                            raise self._echo_refused()
                         if groups:
                             groups += data
                             data = groups
@@ -342,9 +450,15 @@ class SSEParser:
                         groups.append("\n".join(data))
                         data = []
                 elif name == "event":
+                    if 4 * len(value) > max_type and _over(value, max_type):
+                        raise EventTooLargeError(
+                            f"SSE event type longer than the limit of {max_type} bytes (max_type_size)")
                     type_ = value
                 elif name == "id":
                     if "\x00" not in value:
+                        if 4 * len(value) > max_id and _over(value, max_id):
+                            raise EventTooLargeError(
+                                f"SSE event id longer than the limit of {max_id} bytes (max_id_size)")
                         id_buf = value
                         has_id = True
                 elif name == "retry":

@@ -101,6 +101,7 @@ async def request_following_redirects(
         resp = await session.request(
             method, current, params=params if hop == 0 else None,
             headers=headers if stripped is None else stripped, data=data, timeout=timeout, allow_redirects=False,
+            auto_decompress=False,  # fanin.decoding decodes every coding, bounded
         )
         if resp.status not in REDIRECT_STATUSES:
             return resp

@@ -4,11 +4,20 @@ Each event's timestamp is read from its JSON data at PATH (epoch seconds, ms, µ
 as a number or a string, or an ISO-8601 string, UTC when it has no zone); events without
 one use their arrival time. An event is held until `window` has passed since its arrival,
 then leaves in timestamp order. One that arrives after a later-stamped event already left
-is still delivered, flagged late. When the run ends, held events are flushed, not lost."""
+is still delivered, flagged late. When the run ends, held events are flushed, not lost.
+
+A stamp outside [1970-01-01, arrival + 1 day] is no event time: one source sending
+`"9"*400` would otherwise sort after everything, and when it left, every event of the
+other sources would be flagged late. Such an event is treated as unstamped (it keeps its
+arrival time, and is delivered), and the source gets one warning on the `fanin` logger,
+which prints on stderr when nothing else is set up. The day of slack covers clock skew and
+a local time sent without its zone (up to 14 hours off); relative stamps (seconds since a
+start) still read as early 1970 and keep working."""
 
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import re
 from collections import deque
@@ -23,9 +32,12 @@ __all__ = ["EventTimeReorderer", "event_time_ns"]
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SCALES = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3))  # below bound: seconds, ms, µs; else ns
+EARLIEST_NS = 0  # 1970-01-01T00:00:00Z
+FUTURE_SLACK_NS = 86_400 * 10**9  # a stamp may be this far past the event's arrival (wall clock)
+log = logging.getLogger("fanin")
 
 
-def event_time_ns(value) -> int | None:
+def event_time_ns(value: object) -> int | None:
     """A timestamp value as epoch ns, or None when it is not one.
 
     Numbers, and strings that spell a number, are read by magnitude (seconds, ms, µs or
@@ -55,6 +67,12 @@ def event_time_ns(value) -> int | None:
     return None
 
 
+def _excerpt(value: object) -> str:
+    """A stamp as it may be quoted on one line: escaped, at most ~40 characters."""
+    text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else f"{value}"
+    return repr(text[:40]) + ("..." if len(text) > 40 else "")
+
+
 def _iso_ns(text: str) -> int | None:
     try:
         moment = datetime.fromisoformat(text)
@@ -77,6 +95,23 @@ class EventTimeReorderer:
         self._released: set[int] = set()  # seqs that left the heap but not yet the arrivals deque
         self._seq = 0
         self._last_released: int | None = None
+        self.implausible: dict[int, int] = {}  # source -> events whose stamp was out of range
+
+    def _stamp(self, event: Event) -> int:
+        """The event's time: its stamp when it has a plausible one, else its arrival."""
+        value = extract_from_data(event.data, self.parts)
+        stamp = event_time_ns(value)
+        if stamp is None:
+            return event.wall_ns
+        if EARLIEST_NS <= stamp <= event.wall_ns + FUTURE_SLACK_NS:
+            return stamp
+        count = self.implausible.get(event.source, 0)
+        self.implausible[event.source] = count + 1
+        if not count:
+            log.warning("fanin: source %d (%s): --order-by stamp %s is not a plausible event time (before 1970"
+                        " or over a day ahead); such events keep their arrival order (said once per source)",
+                        event.source, event.url, _excerpt(value))
+        return event.wall_ns
 
     @property
     def held(self) -> int:
@@ -84,9 +119,7 @@ class EventTimeReorderer:
 
     def push(self, events: list[Event]) -> None:
         for event in events:
-            stamp = event_time_ns(extract_from_data(event.data, self.parts))
-            if stamp is None:
-                stamp = event.wall_ns
+            stamp = self._stamp(event)
             self._seq += 1
             heapq.heappush(self._heap, (stamp, event.source, self._seq, event.arrival_ns, event))
             self._arrivals.append((event.arrival_ns, self._seq))

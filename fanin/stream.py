@@ -1,33 +1,39 @@
-"""One SSE source: the request, response validation, reading and reconnecting.
+"""One SSE source on the wire: response validation, reading and reconnecting.
 
-A connection attempt either ends the source (completed: clean end, 204; failed: a fatal
-status, a wrong content type, an oversized event) or raises `Reconnect`, which the
-tenacity policy in `retry.py` turns into a wait and another attempt carrying
-`Last-Event-ID`. Every network read is parsed at once and handed on as one batch of
-stamped events, so the merger pays one queue operation per read, not per event.
+Each connection attempt ends in one `Ending` (how it ended: an `Outcome` plus the kind and
+message a report shows); `fanin.decision.decide` says whether to try again, fail or stop,
+and `fanin.retry.ReconnectPolicy` how long to wait and when to give up. Every network
+read is parsed at once and handed on as one batch of stamped events, so the merger pays
+one queue operation per read, not per event. What to send is `fanin.request`.
 """
 
 from __future__ import annotations
 
 import asyncio
+# Loaded now, not on a first connection or a first failure: an import then needs a free
+# file descriptor, and a process out of them turned a retryable failure into an
+# "internal" one. concurrent.futures.thread is the resolver's thread pool.
+import concurrent.futures.thread  # noqa: F401
 import contextlib
-import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import aiohttp
-import orjson
 from yarl import URL
 
+from .aiohttp_compat import MALFORMED_BODY, body_error_detail, received_before_the_error, surface_body_errors
 from .budget import process_budget
-from .errors import EventTooLargeError, FailureKind, FaninError, UsageError
+from .decision import Outcome, Reason, Verdict, decide
+from .decoding import ACCEPT_ENCODING, SUPPORTED, BodyDecoder, DecodeError, UnsupportedCoding, decoder_for
+from .error_body import shown_excerpt
+from .errors import EventTooLargeError, FailureKind, FaninError
 from .events import Batch, SourceReport
-from .parser import DEFAULT_MAX_LINE_SIZE, SSEParser
-from .redact import Secrets, is_secret_name, redact_url
+from .parser import SSEParser
+from .redact import Secrets, redact_url
 from .redirects import HopCheck, RedirectError, request_following_redirects
-from .retry import Reconnect, ReconnectPolicy, retry_after_seconds
+from .request import AUTH_TYPES, IDEMPOTENT_METHODS, MISSING, RECONNECT_MODES, Request, StreamConfig, host_problem
+from .retry import ReconnectPolicy, retry_after_seconds
 
 __all__ = [
     "MISSING",
@@ -36,190 +42,41 @@ __all__ = [
     "StreamConfig",
     "StreamObserver",
     "SSEStream",
-    "StreamFailed",
+    "Ending",
     "RECONNECT_MODES",
     "AUTH_TYPES",
 ]
 
-class _Missing:
-    """The 'no JSON body' marker. Pickled by name, so a request sent to a `--workers`
-    process still has no JSON body there (a plain object() would arrive as a new object)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __reduce__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
 READ_SIZE = 65536  # bytes per read: bounds one batch (and so the merger's memory per source)
-RECONNECT_MODES = ("error", "always", "never")
-AUTH_TYPES = ("none", "bearer", "api_key")
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_METHOD_OK = _TOKEN_CHARS
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110, 9.2.2
+EXCERPT_READ = 8192  # bytes of an error body read for its excerpt (an HTML page's text may start late)
 
 
-class StreamFailed(FaninError):
-    """The source ended for good with an error (no further reconnect)."""
+@dataclass(slots=True)
+class Ending:
+    """How one connection attempt ended: what `decide` needs (the outcome) and what the
+    report shows (kind, message, status). kind is None for a clean end or a stop."""
 
-    def __init__(self, kind: FailureKind, message: str, *, http_status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.http_status = http_status
-        self.retry_after = retry_after
-
-
-def _check_header(name: str, value: str, *, secret: bool = False) -> None:
-    if not name or not set(name) <= _TOKEN_CHARS:
-        raise UsageError(f"bad header name {name!r}: use letters, digits and - only")
-    if any(c in value for c in "\r\n\0"):
-        shown = "(secret value)" if secret else "value"
-        raise UsageError(f"header {name!r} {shown} contains CR, LF or NUL; that would split the request")
+    outcome: Outcome
+    kind: FailureKind | None = None
+    message: str = ""
+    http_status: int | None = None
+    retry_after: float | None = None
 
 
-def host_problem(host: str) -> str | None:
-    """Why a URL's host (in its ASCII form, as yarl's raw_host gives it) can never be
-    looked up, or None. DNS limits: no empty label, labels up to 63 characters, names up
-    to 253; an `xn--` label must be valid punycode. Underscores stay allowed (service
-    names on private networks use them)."""
-    if ":" in host:  # an IPv6 literal; yarl has checked it
-        return None
-    name = host[:-1] if host.endswith(".") else host
-    if len(name) > 253:
-        return f"host name longer than 253 characters ({len(name)})"
-    for label in name.split("."):
-        if not label:
-            return "host name has an empty label"
-        if len(label) > 63:
-            return f"host name label longer than 63 characters ({len(label)})"
-        if label[:4].lower() == "xn--":
-            try:
-                label[4:].encode("ascii").decode("punycode")
-            except (UnicodeError, ValueError):
-                return f"host name label {label[:70]!r} is not valid punycode"
-    return None
+_STOPPED = Ending(Outcome.STOPPED)
 
 
-@dataclass
-class Request:
-    """What to send for one source. Re-sent as is on every reconnect."""
+class _Ended(Exception):
+    """Carries an Ending out of the helpers of one attempt (caught in `_attempt`)."""
 
-    url: str
-    method: str = "GET"
-    headers: dict[str, str] = field(default_factory=dict)
-    params: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | str | None = None
-    json: Any = MISSING
-    auth_type: str = "none"
-    auth_token: str | None = None
-    auth_header: str = "Authorization"
-
-    @property
-    def display_url(self) -> str:
-        """The URL as shown in output and errors (credential-like parts masked)."""
-        return self.secrets.display_url(self.url)
-
-    @property
-    def secrets(self) -> Secrets:
-        """Every form of every credential this request sends (see fanin/redact.py)."""
-        return Secrets.of_request(self)
-
-    def is_credential(self, header: str) -> bool:
-        """Whether a header carries a credential (dropped when a redirect leaves the origin)."""
-        return is_secret_name(header) or (self.auth_type == "api_key" and header.lower() == self.auth_header.lower())
-
-    def validate(self) -> None:
-        """Raises UsageError: one line, every secret of this request masked."""
-        try:
-            self._validate()
-        except UsageError as exc:
-            raise UsageError(self.secrets.scrub(str(exc))) from None
-
-    def _validate(self) -> None:
-        try:
-            url = URL(self.url)
-        except (ValueError, TypeError) as exc:
-            raise UsageError(f"bad URL {redact_url(str(self.url))!r}: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.raw_host:
-            raise UsageError(
-                f"bad URL {redact_url(self.url)!r}: need an absolute http:// or https:// URL with a host"
-            )
-        problem = host_problem(url.raw_host)
-        if problem:
-            raise UsageError(f"bad URL {redact_url(self.url)!r}: {problem}")
-        if not self.method or not set(self.method) <= _METHOD_OK:
-            raise UsageError(f"bad HTTP method {self.method!r}")
-        for name, value in self.headers.items():
-            _check_header(name, value, secret=self.is_credential(name))
-        if self.auth_type not in AUTH_TYPES:
-            raise UsageError(f"bad auth type {self.auth_type!r}: choose one of {', '.join(AUTH_TYPES)}")
-        if self.auth_type != "none":
-            if not self.auth_token:
-                raise UsageError(f"auth type {self.auth_type!r} needs a token")
-            if any(c in self.auth_token for c in "\r\n\0"):
-                raise UsageError("the auth token contains CR, LF or NUL")
-            if self.auth_type == "api_key":
-                _check_header(self.auth_header, "")
-        if self.body is not None and self.json is not MISSING:
-            raise UsageError("give either a raw body or a JSON body, not both")
-        self.body_bytes()  # a JSON body that cannot be serialised is refused now, not mid-run
-
-    def build_headers(self, last_event_id: str) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        headers.update(self.headers)
-        if self.auth_type == "bearer":
-            headers["Authorization"] = f"Bearer {self.auth_token}"
-        elif self.auth_type == "api_key":
-            headers[self.auth_header] = self.auth_token or ""
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        else:
-            headers.pop("Last-Event-ID", None)
-        return headers
-
-    def body_bytes(self) -> bytes | None:
-        if self.json is not MISSING:
-            try:
-                return orjson.dumps(self.json)
-            except orjson.JSONEncodeError as exc:
-                raise UsageError(f"the JSON body cannot be serialised: {exc}") from None
-        if isinstance(self.body, str):
-            return self.body.encode()
-        return self.body
+    def __init__(self, ending: Ending) -> None:
+        super().__init__(ending.message)
+        self.ending = ending
 
 
-@dataclass
-class StreamConfig:
-    """Connection behaviour shared by every source of one run."""
-
-    connect_timeout: float = 30.0
-    idle_timeout: float | None = None
-    retries: int = 3
-    reconnect: str = "error"
-    max_line_size: int = DEFAULT_MAX_LINE_SIZE
-    last_event_id: str = ""
-    default_retry_ms: int = 1000
-    max_backoff: float = 30.0
-    stop_on: str | None = None  # end a source when an event's data equals this (the event is not emitted)
-
-    def validate(self) -> None:
-        if self.reconnect not in RECONNECT_MODES:
-            raise UsageError(f"bad reconnect mode {self.reconnect!r}: choose one of {', '.join(RECONNECT_MODES)}")
-        for name in ("connect_timeout", "max_backoff"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-                raise UsageError(f"{name.replace('_', '-')} must be a positive number of seconds, got {value!r}")
-        if self.idle_timeout is not None and not (self.idle_timeout > 0 and math.isfinite(self.idle_timeout)):
-            raise UsageError(f"idle-timeout must be a positive number of seconds, got {self.idle_timeout!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            raise UsageError(f"retries must be a whole number >= 0, got {self.retries!r}")
-        if not isinstance(self.max_line_size, int) or self.max_line_size < 16:
-            raise UsageError(f"max-line-size must be at least 16 bytes, got {self.max_line_size!r}")
-        if any(c in self.last_event_id for c in "\r\n\0"):
-            raise UsageError("last-event-id contains CR, LF or NUL")
+def _ended(outcome: Outcome, kind: FailureKind, message: str, *, http_status: int | None = None,
+           retry_after: float | None = None) -> _Ended:
+    return _Ended(Ending(outcome, kind, message, http_status, retry_after))
 
 
 class StreamObserver:
@@ -241,17 +98,32 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     return retry_after_seconds(resp.headers.get("Retry-After", ""))
 
 
-async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets, limit: int = 300) -> str:
+async def _excerpt(resp: aiohttp.ClientResponse, secrets: Secrets) -> str:
     """The start of an error response's body on one line (servers such as Dify explain
-    the refusal there). Bounded in size and time. Secrets are masked before the cut, and
-    enough is read past it that a secret starting before the cut is masked whole."""
+    the refusal there), decoded, HTML reduced to its text, dropped when it only repeats
+    the status. Bounded in size and time. Secrets are masked before the cut, and enough
+    is read past it that a secret starting before the cut is masked whole."""
+    want = EXCERPT_READ + secrets.longest
+    try:
+        decoder = decoder_for(resp.headers)
+    except UnsupportedCoding as exc:
+        return f"(a body in the {str(exc)!r} encoding)"
     try:
         async with asyncio.timeout(2):
-            raw = await resp.content.read(limit * 4 + secrets.longest)
-    except (TimeoutError, aiohttp.ClientError, ConnectionError):
+            raw = await resp.content.read(want)
+        if decoder is not None:
+            pieces, got = [], 0
+            for piece in decoder.feed(raw):
+                pieces.append(piece)
+                got += len(piece)
+                if got >= want:
+                    break
+            raw = b"".join(pieces)[:want]
+    except (TimeoutError, aiohttp.ClientError, ConnectionError, DecodeError, *MALFORMED_BODY):
         return ""
-    text = " ".join(secrets.scrub(raw.decode("utf-8", "replace")).split())
-    return text[:limit] + ("..." if len(text) > limit else "")
+    size = resp.content_length if resp.content_length is not None else (len(raw) if len(raw) < want else None)
+    return shown_excerpt(secrets.scrub(raw.decode("utf-8", "replace")), status=resp.status, reason=resp.reason or "",
+                         content_type=resp.headers.get("Content-Type", ""), size=size)
 
 
 async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
@@ -268,30 +140,18 @@ async def _read_or_idle(content: aiohttp.StreamReader, idle: float) -> bytes:
         raise
 
 
-def _received_before_the_error(content: aiohttp.StreamReader) -> bytes:
-    """The bytes a broken connection had already delivered. aiohttp's reads raise the error
-    before handing out what is still buffered, and under backpressure (a slow consumer) that
-    can be many events. There is no public way to take them, so the error is set aside for
-    one non-blocking read; on an aiohttp without that attribute nothing is taken (the old
-    loss, never a crash)."""
-    error = getattr(content, "_exception", None)
-    if error is None:
-        return b""
-    content._exception = None
-    try:
-        return content.read_nowait(-1)
-    except Exception:  # whatever this aiohttp does, the caller still raises the original error
-        return b""
-    finally:
-        content._exception = error
-
-
 def _guard_kind(exc: BaseException) -> FailureKind:
     """The kind a destination guard (or hop check) names on its refusal."""
     try:
         return FailureKind(getattr(exc, "kind", FailureKind.REFUSED_DESTINATION))
     except ValueError:
         return FailureKind.REFUSED_DESTINATION
+
+
+def _close_delimited(resp: aiohttp.ClientResponse) -> bool:
+    """The body's end is the connection's close (RFC 9112, 6.3: neither chunked nor a length)."""
+    headers = resp.headers
+    return "Content-Length" not in headers and "chunked" not in headers.get("Transfer-Encoding", "").lower()
 
 
 def _content_type_essence(value: str) -> str:
@@ -305,6 +165,7 @@ class SSEStream:
                  config: StreamConfig, observer: StreamObserver | None = None, *,
                  check_hop: HopCheck | None = None, open_gate: asyncio.Semaphore | None = None) -> None:
         self.session = session
+        surface_body_errors(session.connector)  # a malformed body fails at once, never hangs
         self.source = source
         self.request = request
         self.config = config
@@ -318,12 +179,13 @@ class SSEStream:
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size,
-                                budget=process_budget())
+                                budget=process_budget(), max_id_size=config.max_id_size)
         self.policy = ReconnectPolicy(
             retries=config.retries, default_retry_ms=config.default_retry_ms, max_backoff=config.max_backoff
         )
         self._body = request.body_bytes()
         self._json_type = request.json is not MISSING
+        self._ask_encodings = not any(name.lower() == "accept-encoding" for name in request.headers)
         # No sock_read: aiohttp's read timer fails the body even when bytes are buffered, so
         # a slow consumer lost events; the idle gap is timed around each read instead.
         self._timeout = aiohttp.ClientTimeout(total=None)
@@ -336,28 +198,7 @@ class SSEStream:
         propagates (the caller is shutting everything down) and marks the source stopped.
         """
         try:
-            try:
-                await self._attempt(deliver)
-            except Reconnect as first:
-                # The retry machinery is built only now: held by every stream for its whole
-                # life it costs ~3 KiB each (10,000 streams: 30 MiB). Its first attempt
-                # re-raises this failure, so it decides and waits exactly as if it had run it.
-                replay = [first]
-
-                async def attempt(deliver: Deliver) -> None:
-                    if replay:
-                        raise replay.pop()
-                    await self._attempt(deliver)
-
-                await self.policy.retrying(before_sleep=self._before_sleep)(attempt, deliver)
-            self.report.status = "completed"
-        except Reconnect as exc:  # retries exhausted
-            if exc.kind == FailureKind.CLEAN_END:
-                self.report.status = "completed"
-            else:
-                self._fail(exc.kind, self._with_attempts(str(exc)), exc.http_status, exc.retry_after)
-        except StreamFailed as exc:
-            self._fail(exc.kind, str(exc), exc.http_status, exc.retry_after)
+            await self._run(deliver)
         except asyncio.CancelledError:
             if self.report.status == "pending":
                 self.report.status = "stopped"
@@ -368,6 +209,46 @@ class SSEStream:
         return self.report
 
     # ----------------------------------------------------------------- internals
+    async def _run(self, deliver: Deliver) -> None:
+        """Attempt, decide, wait, attempt again: the whole reconnect loop."""
+        policy, method = self.policy, self.request.method
+        idempotent = method.upper() in IDEMPOTENT_METHODS
+        while True:
+            before = self.report.events
+            ending = await self._attempt(deliver)
+            delivered = self.report.events > before
+            policy.server_retry_ms = self.parser.retry_ms
+            verdict, reason = decide(ending.outcome, idempotent=idempotent, delivered=delivered,
+                                     has_ids=bool(self.report.events and self.parser.last_event_id),
+                                     mode=self.config.reconnect)
+            if verdict is Verdict.DONE:
+                self.report.status = "completed"
+                return
+            kind = ending.kind or FailureKind.CLEAN_END
+            message = ending.message
+            if verdict is Verdict.FAIL:
+                if reason is Reason.MAY_HAVE_ACTED:
+                    message += f"; not re-sending the {method} request, which the server may have acted on"
+                elif reason is Reason.NO_EVENT_IDS:
+                    message += (f" after {self.report.events} events; not re-sending the {method} request"
+                                " because the stream carries no event ids")
+                self.observer.on_failure(self.source, kind, self._clean(message))
+                self._fail(kind, message, ending.http_status, ending.retry_after)
+                return
+            # A clean end (reconnect=always) after events is not a failure: the backoff stays.
+            if not (ending.outcome is Outcome.END and delivered):
+                policy.record_failure()
+                self.observer.on_failure(self.source, kind, self._clean(message))
+            if policy.exhausted:
+                if kind is FailureKind.CLEAN_END:
+                    self.report.status = "completed"
+                else:
+                    self._fail(kind, self._with_attempts(message), ending.http_status, ending.retry_after)
+                return
+            self.report.reconnects += 1  # counted when decided, as the wait starts
+            self.observer.on_reconnect(self.source)
+            await asyncio.sleep(policy.wait_for(ending.retry_after))
+
     def _clean(self, message: str) -> str:
         """A message as it may be shown: every form of every secret masked (some aiohttp
         errors quote the raw URL, query-string credentials included; servers echo tokens),
@@ -389,36 +270,27 @@ class SSEStream:
         attempts = self.policy.failures
         return f"{message} (gave up after {attempts} attempt{'s' if attempts != 1 else ''})" if attempts > 1 else message
 
-    def _before_sleep(self, state) -> None:
-        self.report.reconnects += 1
-        self.observer.on_reconnect(self.source)
-
-    async def _attempt(self, deliver: Deliver) -> None:
+    async def _attempt(self, deliver: Deliver) -> Ending:
+        """One connection: open it, read it to its end; how it ended."""
         try:
-            try:
-                await self._connect_and_read(deliver)
-            except Reconnect as exc:
-                if not self._may_resend(exc):
-                    raise StreamFailed(
-                        exc.kind, f"{exc}; not re-sending the {self.request.method} request, which the server"
-                        " may have acted on", http_status=exc.http_status, retry_after=exc.retry_after,
-                    ) from None
-                raise
-        except Reconnect as exc:
-            self.policy.record(exc)
-            self.policy.server_retry_ms = self.parser.retry_ms
-            if exc.counts_as_failure:
-                self.observer.on_failure(self.source, exc.kind, self._clean(str(exc)))
-            raise
-        except StreamFailed as exc:
-            self.observer.on_failure(self.source, exc.kind, self._clean(str(exc)))
-            raise
+            resp, decoder = await self._open()
+        except _Ended as ended:
+            return ended.ending
+        try:
+            return await self._read(resp, decoder, deliver)
+        except _Ended as ended:
+            return ended.ending
+        finally:
+            resp.release()
+            self.parser.new_connection()  # a partial line or event dies with its connection (and frees its budget)
 
-    async def _open(self) -> aiohttp.ClientResponse:
+    async def _open(self) -> tuple[aiohttp.ClientResponse, BodyDecoder | None]:
         req = self.request
         headers = req.build_headers(self.parser.last_event_id)
         if self._json_type:
             headers.setdefault("Content-Type", "application/json")
+        if self._ask_encodings:
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
         start = time.monotonic_ns()
         trail: list[URL] = []  # the URLs requested so far: redirects are followed hop by hop
         try:
@@ -429,35 +301,36 @@ class SSEStream:
                     check_hop=self.check_hop, trail=trail, shown=self.url,
                 )
         except TimeoutError:
-            raise Reconnect(FailureKind.TIMEOUT, f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
+            raise _ended(Outcome.NO_ANSWER, FailureKind.TIMEOUT,
+                         f"no response within {self.config.connect_timeout:g}s from {self.url}") from None
         except RedirectError as exc:
-            raise StreamFailed(exc.kind, str(exc)) from None
+            raise _ended(Outcome.FATAL, exc.kind, str(exc)) from None
         except aiohttp.InvalidURL as exc:
-            raise StreamFailed(FailureKind.BAD_URL, f"bad URL {self._where(trail)!r}: {exc}") from None
+            raise _ended(Outcome.FATAL, FailureKind.BAD_URL, f"bad URL {self._where(trail)!r}: {exc}") from None
         except aiohttp.ClientSSLError as exc:
-            raise StreamFailed(FailureKind.TLS, f"TLS error talking to {self._where(trail)}: {exc}") from None
+            raise _ended(Outcome.FATAL, FailureKind.TLS, f"TLS error talking to {self._where(trail)}: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, FaninError):  # a destination guard refused the address
-                raise StreamFailed(_guard_kind(exc.os_error),
-                                   f"{exc.os_error} ({self._where(trail)})") from None
+                raise _ended(Outcome.FATAL, _guard_kind(exc.os_error),
+                             f"{exc.os_error} ({self._where(trail)})") from None
             refused = isinstance(exc.os_error, ConnectionRefusedError)
             kind = FailureKind.REFUSED if refused else FailureKind.NETWORK
             if refused:
                 reason = "connection refused"
             else:
                 reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
-            raise Reconnect(kind, f"cannot connect to {self._where(trail)}: {reason}", maybe_processed=False) from None
+            raise _ended(Outcome.NOT_SENT, kind, f"cannot connect to {self._where(trail)}: {reason}") from None
         except aiohttp.ClientError as exc:
-            raise Reconnect(FailureKind.NETWORK, f"network error from {self._where(trail)}:"
-                                       f" {exc.__class__.__name__}: {exc}") from None
+            raise _ended(Outcome.NO_ANSWER, FailureKind.NETWORK, f"network error from {self._where(trail)}:"
+                         f" {exc.__class__.__name__}: {exc}") from None
         except FaninError as exc:  # e.g. a destination guard refusing the address
-            raise StreamFailed(_guard_kind(exc), str(exc)) from None
+            raise _ended(Outcome.FATAL, _guard_kind(exc), str(exc)) from None
         excerpt = ""
         if 400 <= resp.status < 500 and resp.status not in (408, 429):
             excerpt = await _excerpt(resp, self.secrets)
-        self._check_response(resp, excerpt)
+        decoder = self._check_response(resp, excerpt)
         self.observer.on_connect(self.source, time.monotonic_ns() - start)
-        return resp
+        return resp, decoder
 
     def _where(self, trail: list[URL]) -> str:
         """The source's URL, and the hop that failed when a redirect led elsewhere (masked
@@ -466,112 +339,115 @@ class SSEStream:
             return self.url
         return f"{redact_url(str(trail[-1]))} (redirected from {self.url})"
 
-    def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> None:
-        """Open the stream (200 + text/event-stream), stop (204), retry or fail; `excerpt`
-        is the start of a 4xx body, added to the error."""
+    def _check_response(self, resp: aiohttp.ClientResponse, excerpt: str = "") -> BodyDecoder | None:
+        """Open the stream (200 + text/event-stream; returns the body's decoder, if it is
+        encoded), stop (204), retry or fail; `excerpt` is the start of a 4xx body, added to
+        the error."""
         status = resp.status
         if status == 200:
             ctype = resp.headers.get("Content-Type", "")
             if _content_type_essence(ctype) != "text/event-stream":
                 resp.release()
                 shown = ctype or "none"
-                raise StreamFailed(
-                    FailureKind.CONTENT_TYPE,
-                    f"wrong content type {shown!r} from {self.url} (expected text/event-stream)", http_status=status)
-            return
+                raise _ended(Outcome.FATAL, FailureKind.CONTENT_TYPE,
+                             f"wrong content type {shown!r} from {self.url} (expected text/event-stream)",
+                             http_status=status)
+            try:
+                return decoder_for(resp.headers)
+            except UnsupportedCoding as exc:
+                resp.release()
+                raise _ended(Outcome.FATAL, FailureKind.ENCODING,
+                             f"content encoding {str(exc)!r} from {self.url} cannot be decoded"
+                             f" (supported: {', '.join(SUPPORTED)})", http_status=status) from None
         reason = f"HTTP {status} {resp.reason or ''}".rstrip() + f" from {self.url}"
         resp.release()
         if status == 204:
-            raise _NoMoreEvents()
+            raise _Ended(_STOPPED)
         if status in (408, 429) or status >= 500:
             kind = {408: FailureKind.HTTP_408, 429: FailureKind.HTTP_429}.get(status, FailureKind.HTTP_5XX)
             retry_after = _retry_after(resp)
             # 408, 429 and a 503 that names a time to come back say the request was not acted on.
-            refused = status in (408, 429) or (status == 503 and retry_after is not None)
-            raise Reconnect(kind, reason, retry_after=retry_after, maybe_processed=not refused, http_status=status)
+            declined = status in (408, 429) or (status == 503 and retry_after is not None)
+            raise _ended(Outcome.DECLINED if declined else Outcome.NO_ANSWER, kind, reason,
+                         retry_after=retry_after, http_status=status)
         if 400 <= status < 500:
-            raise StreamFailed(FailureKind.HTTP_4XX, f"{reason}: {excerpt}" if excerpt else reason,
-                               http_status=status, retry_after=_retry_after(resp))
-        raise StreamFailed(FailureKind.HTTP_STATUS, f"{reason} (expected 200 with text/event-stream)",
-                           http_status=status)
+            raise _ended(Outcome.FATAL, FailureKind.HTTP_4XX, f"{reason}: {excerpt}" if excerpt else reason,
+                         http_status=status, retry_after=_retry_after(resp))
+        raise _ended(Outcome.FATAL, FailureKind.HTTP_STATUS, f"{reason} (expected 200 with text/event-stream)",
+                     http_status=status)
 
-    async def _connect_and_read(self, deliver: Deliver) -> None:
-        try:
-            resp = await self._open()
-        except _NoMoreEvents:
-            return  # 204: the server says there is nothing more; stop without retrying
+    async def _read(self, resp: aiohttp.ClientResponse, decoder: BodyDecoder | None, deliver: Deliver) -> Ending:
+        """Read the body to its end, delivering each read's events."""
         parser = self.parser
         parser.new_connection()
         source, url, observer = self.source, self.url, self.observer
-        delivered_here = 0
         idle = self.config.idle_timeout
+        content = resp.content
+        while True:
+            cut: Ending | None = None
+            try:
+                chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
+            except TimeoutError:
+                return Ending(Outcome.CUT, FailureKind.IDLE, f"no data for {self.config.idle_timeout:g}s from {url}")
+            except MALFORMED_BODY as exc:
+                chunk, cut = received_before_the_error(content), Ending(
+                    Outcome.CUT, FailureKind.PROTOCOL, f"malformed response body from {url}: {body_error_detail(exc)}")
+            except aiohttp.ClientPayloadError:
+                chunk, cut = received_before_the_error(content), Ending(
+                    Outcome.CUT, FailureKind.TRUNCATED, f"connection cut mid-stream by {url}")
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                chunk, cut = received_before_the_error(content), Ending(
+                    Outcome.CUT, FailureKind.NETWORK, f"connection lost from {url}: {exc.__class__.__name__}")
+            if not chunk:
+                return cut or self._end_of_body(resp, decoder)
+            arrival = time.monotonic_ns()
+            wall = time.time_ns()
+            observer.on_bytes(source, len(chunk))
+            if decoder is None:
+                failed = await self._take(chunk, deliver, arrival, wall)
+            else:
+                failed = None
+                try:
+                    for piece in decoder.feed(chunk):
+                        failed = await self._take(piece, deliver, arrival, wall)
+                        if failed is not None:
+                            break
+                except DecodeError as exc:
+                    failed = Ending(Outcome.FATAL, FailureKind.ENCODING, f"{exc} from {url}")
+            if failed is not None:
+                return failed
+            if cut is not None:
+                return cut
+
+    async def _take(self, data: bytes, deliver: Deliver, arrival: int, wall: int) -> Ending | None:
+        """Parse one piece of the body and deliver its events; an Ending if it was too large."""
         try:
-            content = resp.content
-            while True:
-                cut: Reconnect | None = None
-                try:
-                    chunk = await content.read(READ_SIZE) if idle is None else await _read_or_idle(content, idle)
-                except TimeoutError:
-                    raise Reconnect(FailureKind.IDLE, f"no data for {self.config.idle_timeout:g}s from {url}") from None
-                except aiohttp.ClientPayloadError:
-                    chunk, cut = _received_before_the_error(content), Reconnect(
-                        FailureKind.TRUNCATED, f"connection cut mid-stream by {url}")
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    chunk, cut = _received_before_the_error(content), Reconnect(
-                        FailureKind.NETWORK, f"connection lost from {url}: {exc.__class__.__name__}")
-                if not chunk:
-                    if cut is not None:
-                        raise cut
-                    break
-                arrival = time.monotonic_ns()
-                wall = time.time_ns()
-                observer.on_bytes(source, len(chunk))
-                try:
-                    messages = parser.feed_tuples(chunk)
-                except EventTooLargeError as exc:
-                    messages = exc.events
-                    if messages:
-                        await self._deliver(deliver, messages, arrival, wall)
-                    raise StreamFailed(FailureKind.TOO_LARGE, f"{exc} from {url}") from None
-                if messages:
-                    delivered_here += len(messages)
-                    await self._deliver(deliver, messages, arrival, wall)
-                if cut is not None:
-                    raise cut
-        except _NoMoreEvents:
-            return  # stop_on matched: this source is done
-        except Reconnect as exc:
-            if delivered_here and not self._may_resend():
-                raise StreamFailed(
-                    exc.kind,
-                    f"{exc} after {self.report.events} events; not re-sending the {self.request.method} request"
-                    " because the stream carries no event ids", http_status=exc.http_status,
-                ) from None
-            if self.config.reconnect == "never":
-                raise StreamFailed(exc.kind, str(exc), http_status=exc.http_status, retry_after=exc.retry_after) from None
-            raise
-        finally:
-            resp.release()
-            parser.new_connection()  # a partial line or event dies with its connection (and frees its budget)
-        # Clean end of the body.
-        if self.config.reconnect == "always":
-            if not self._may_resend():
-                return
-            raise Reconnect(FailureKind.CLEAN_END, f"stream ended by {url}", counts_as_failure=delivered_here == 0)
+            messages = self.parser.feed_tuples(data)
+        except EventTooLargeError as exc:
+            if exc.events:
+                await self._deliver(deliver, exc.events, arrival, wall)
+            return Ending(Outcome.FATAL, FailureKind.TOO_LARGE, f"{exc} from {self.url}")
+        if messages:
+            await self._deliver(deliver, messages, arrival, wall)
+        return None
 
-    def _may_resend(self, exc: Reconnect | None = None) -> bool:
-        """Whether the request may go out again. Idempotent methods: always. Others (POST
-        runs an LLM call or a Dify app): when the stream resumes by event id after
-        delivering events, or when `exc` proves the request was not acted on (no
-        connection, 408, 429, 503 with Retry-After); never after a timeout, a 5xx or a
-        cut that may have come after the server started the work."""
-        if self.request.method.upper() in _IDEMPOTENT:
-            return True
-        if self.report.events and self.parser.last_event_id:
-            return True
-        return exc is not None and not exc.maybe_processed
+    def _end_of_body(self, resp: aiohttp.ClientResponse, decoder: BodyDecoder | None) -> Ending:
+        """The body ended without an error: cleanly, or cut where only its content can tell."""
+        if decoder is not None and not decoder.finished:
+            return Ending(Outcome.CUT, FailureKind.TRUNCATED,
+                          f"connection cut mid-stream by {self.url}: the {', '.join(decoder.codings)} data stopped"
+                          " before its end")
+        # A body without Content-Length or chunked framing ends when the connection closes,
+        # so only its content can show a cut: it ended inside a line or an event.
+        if self.parser.has_partial() and _close_delimited(resp):
+            return Ending(Outcome.CUT, FailureKind.TRUNCATED,
+                          f"connection cut mid-stream by {self.url}: the body (framed by the connection close)"
+                          " ended inside an event")
+        return Ending(Outcome.END, FailureKind.CLEAN_END, f"stream ended by {self.url}")
 
-    async def _deliver(self, deliver: Deliver, messages: list, arrival: int, wall: int) -> None:
+    async def _deliver(self, deliver: Deliver, messages: list[tuple[str, str, str, bool]], arrival: int,
+                       wall: int) -> None:
+        """Hand one read's events on; stop_on ends the attempt (raises _Ended)."""
         stop_on = self.config.stop_on
         if stop_on is not None:
             for index, m in enumerate(messages):
@@ -584,8 +460,4 @@ class SSEStream:
             self.policy.delivered()
             await deliver(Batch(self.source, self.url, arrival, wall, messages))
         if self.stopped_by_stop_on:
-            raise _NoMoreEvents()
-
-
-class _NoMoreEvents(Exception):
-    """HTTP 204: stop cleanly."""
+            raise _Ended(_STOPPED)

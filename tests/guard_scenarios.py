@@ -1,5 +1,6 @@
 """Destination-guard scenarios, run by test_guard_hops.py inside a network namespace that has
-only loopback (`unshare -rnm`), where /etc/hosts maps `metadata.test` to 169.254.169.254. Even a
+only loopback (`unshare -rnm`), where /etc/hosts maps `metadata.test` to 169.254.169.254 and `nat64local.test` to the
+local-use NAT64 form of it. Even a
 guard that failed could reach nothing but loopback here. Prints one JSON object: scenario name
 -> outcome, with the targets the loopback forward proxy was asked for."""
 
@@ -59,6 +60,12 @@ def main() -> None:
             "proxy_allowed": (redirect_to(f"{a}/echo"), proxy),
             "direct_redirect_name": (redirect_to(f"http://metadata.test:{a_port}/echo"), None),
             "direct_redirect_nat64": (redirect_to("http://[64:ff9b::a9fe:a9fe]/latest/"), None),
+            # RFC 8215 local-use NAT64: as an IP literal (/96 and /64 layouts) and behind a name
+            "proxy_redirect_nat64_local": (redirect_to("http://[64:ff9b:1::a9fe:a9fe]/latest/"), proxy),
+            "direct_redirect_nat64_local": (redirect_to("http://[64:ff9b:1::a9fe:a9fe]/latest/"), None),
+            "direct_redirect_nat64_local_64": (redirect_to("http://[64:ff9b:1:0:a9:fea9:fe00:0]/latest/"), None),
+            "direct_first_url_nat64_local_name": (f"http://nat64local.test:{a_port}/echo", None),
+            "proxy_first_url_nat64_local_name": ("http://nat64local.test/latest/", proxy),
         }
         for name, (url, via) in scenarios.items():
             results[name] = run_tool(url, via, seen)

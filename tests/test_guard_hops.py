@@ -23,7 +23,7 @@ from yarl import URL
 from fanin.embed.netguard import AddressGuard, DestinationRefused
 
 HERE = Path(__file__).resolve().parent
-HOSTS = "127.0.0.1 localhost\n::1 localhost\n169.254.169.254 metadata.test\n"
+HOSTS = "127.0.0.1 localhost\n::1 localhost\n169.254.169.254 metadata.test\n64:ff9b:1::a9fe:a9fe nat64local.test\n"
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +73,42 @@ def test_through_a_proxy_allowed_hops_go_through(outcomes):
     assert len(outcome["proxy_saw"]) == 2 and '"server":"A"' in outcome["answer"]
 
 
-@pytest.mark.parametrize("scenario", ["direct_redirect_name", "direct_redirect_nat64"])
+@pytest.mark.parametrize("scenario", ["direct_redirect_name", "direct_redirect_nat64", "direct_redirect_nat64_local",
+                                      "direct_redirect_nat64_local_64", "proxy_redirect_nat64_local"])
 def test_without_a_proxy_a_redirect_to_metadata_is_refused(outcomes, scenario):
     assert_refused_before_the_proxy(outcomes[scenario], "link-local or cloud-metadata")
 
 
+@pytest.mark.parametrize("scenario", ["direct_first_url_nat64_local_name", "proxy_first_url_nat64_local_name"])
+def test_a_name_resolving_to_local_use_nat64_metadata_is_refused(outcomes, scenario):
+    """Direct: the socket check judges the address the name resolved to (before any connect;
+    with only loopback up, a connect would fail with "unreachable" instead). Through the
+    proxy: the name is resolved and judged before the proxy is asked."""
+    outcome = outcomes[scenario]
+    assert_refused_before_the_proxy(outcome, "64:ff9b:1::a9fe:a9fe (IPv4 169.254.169.254) is a link-local")
+    assert outcome["proxy_saw"] == []
+
+
 @pytest.mark.parametrize("address", ["64:ff9b::a9fe:a9fe", "64:ff9b::169.254.169.254", "2002:a9fe:a9fe::1",
                                      "2002:a9fe:a9fe:1234::5", "::169.254.169.254", "::ffff:169.254.169.254",
-                                     "64:ff9b::6464:64c8"])
+                                     "64:ff9b::6464:64c8", "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:ab::169.254.169.254",
+                                     "64:ff9b:1:0:a9:fea9:fe00:0", "64:ff9b:1:a9fe:a9:fe00::", "64:ff9b:1:9:a9:fea9:fe00::"])
 def test_ipv4_inside_ipv6_is_judged_as_that_ipv4(address):
     for guard in (AddressGuard(), AddressGuard(block_private=True)):
         with pytest.raises(DestinationRefused, match="link-local or cloud-metadata"):
             guard.check_ip(address)
 
 
-@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "2002:a00:1::1", "64:ff9b::c0a8:101", "::10.0.0.1"])
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "2002:a00:1::1", "64:ff9b::c0a8:101", "::10.0.0.1",
+                                     "64:ff9b:1::a00:1", "64:ff9b:1:fffe::7f00:1"])
 def test_private_ipv4_inside_ipv6_is_refused_when_private_networks_are_blocked(address):
     AddressGuard().check_ip(address)
     with pytest.raises(DestinationRefused, match="BLOCK_PRIVATE_NETWORKS"):
         AddressGuard(block_private=True).check_ip(address)
 
 
-@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"])
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111", "64:ff9b:1::808:808",
+                                     "64:ff9b:1:ab::808:808", "64:ff9b:1:0:8:808:800:0"])
 def test_public_ipv4_inside_ipv6_passes(address):
     assert ipaddress.ip_address(address)
     AddressGuard(block_private=True).check_ip(address)

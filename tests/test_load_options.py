@@ -32,8 +32,9 @@ def test_not_given_is_none_and_defaults_apply_in_one_place():
     # given with its default value is still given: request mode refuses it
     with pytest.raises(UsageError, match="--retries and --reconnect are for --mode streams"):
         options("--mode", "requests", "--retries", "3")
-    with pytest.raises(UsageError, match="--ramp-up and --rate are for --mode streams"):
-        options("--mode", "requests", "--ramp-up", "0s")
+    with pytest.raises(UsageError, match="--rate is for --mode streams"):
+        options("--mode", "requests", "--rate", "5")
+    assert options("--mode", "requests", "--ramp-up", "0s").ramp_up == 0.0  # request mode ramps too
 
 
 def test_options_of_the_other_mode_are_refused_not_ignored():

@@ -89,7 +89,7 @@ async def test_slow_consumer_applies_backpressure_and_memory_stays_bounded(sse_s
     async with contextlib.aclosing(fan.stream()) as stream:
         async for _item in stream:
             seen += 1
-            peak = max(peak, fan._pending_events)
+            peak = max(peak, fan.queue.held_events)
             if seen % 200 == 0:
                 await asyncio.sleep(0.01)  # a slow consumer
             if seen >= 20_000:

@@ -139,14 +139,14 @@ async def test_equal_stamps_tie_to_the_lower_source_against_every_queued_item():
     def batch(source, stamp):
         return Batch(source, f"u{source}", stamp, 0, [("message", f"s{source}", "", False)])
 
-    await fan._deliver(batch(0, 4))
-    await fan._deliver(batch(2, 5))
-    await fan._deliver(batch(3, 5))
-    await fan._deliver(batch(1, 5))   # goes before both 2 and 3, not only before the last
-    await fan._deliver(batch(0, 5))
-    await fan._deliver(batch(3, 6))
-    await fan._deliver(batch(2, 6))
-    assert [(b.arrival_ns, b.source) for b in fan._pending] == [(4, 0), (5, 0), (5, 1), (5, 2), (5, 3), (6, 2), (6, 3)]
+    await fan.queue.put(batch(0, 4))
+    await fan.queue.put(batch(2, 5))
+    await fan.queue.put(batch(3, 5))
+    await fan.queue.put(batch(1, 5))   # goes before both 2 and 3, not only before the last
+    await fan.queue.put(batch(0, 5))
+    await fan.queue.put(batch(3, 6))
+    await fan.queue.put(batch(2, 6))
+    assert [(b.arrival_ns, b.source) for b in fan.queue] == [(4, 0), (5, 0), (5, 1), (5, 2), (5, 3), (6, 2), (6, 3)]
 
 
 async def test_event_time_order_holds_across_sources_with_string_and_iso_stamps(sse_server):
@@ -172,7 +172,7 @@ async def test_events_held_for_reordering_count_toward_the_queue_limit(sse_serve
     async with asyncio.timeout(30):
         async with contextlib.aclosing(fan.stream_batches()) as batches:
             async for chunk in batches:
-                queued = sum(len(b) for b in fan._pending if isinstance(b, Batch))
+                queued = sum(len(b) for b in fan.queue if isinstance(b, Batch))
                 peak = max(peak, queued + fan.reorder.held)
                 numbers.extend(b.first_number + k for b in chunk for k in range(len(b)))
                 ids.extend(int(m[2]) for b in chunk for m in b.messages)

@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from fanin.errors import FaninError
-from fanin.parser import DEFAULT_MAX_LINE_SIZE, EventTooLargeError, SSEMessage, SSEParser
+from fanin.parser import (
+    DEFAULT_MAX_ID_SIZE,
+    DEFAULT_MAX_LINE_SIZE,
+    ID_ECHO_ALLOWANCE,
+    ID_ECHO_FACTOR,
+    EventTooLargeError,
+    SSEMessage,
+    SSEParser,
+)
 
 try:
     from tests.conformance_cases import CASES
@@ -260,3 +268,71 @@ def test_pending_memory_is_bounded_by_the_limit():
 def test_max_line_size_must_be_positive():
     with pytest.raises(ValueError):
         SSEParser(max_line_size=0)
+
+
+# ------------------------------------------------- ids and types: output bounded by input
+
+
+def feed_all(blob: bytes, cuts=(), **kwargs):
+    """(events delivered, error or None) for `blob` fed in pieces cut at `cuts`."""
+    parser, out, position = SSEParser(**kwargs), [], 0
+    try:
+        for cut in [*cuts, len(blob)]:
+            out += parser.feed(blob[position:cut])
+            position = cut
+    except EventTooLargeError as exc:
+        return out + exc.events, str(exc)
+    return out, None
+
+
+def test_an_id_over_the_cap_fails_after_the_events_before_it():
+    assert DEFAULT_MAX_ID_SIZE == 1024
+    blob = b"id: 1\ndata: a\n\nid: " + b"i" * 1025 + b"\ndata: b\n\ndata: c\n\n"
+    events, error = feed_all(blob)
+    assert [(e.data, e.id) for e in events] == [("a", "1")]
+    assert error == "SSE event id longer than the limit of 1024 bytes (max_id_size)"
+    at_cap = b"id: " + b"i" * 1024 + b"\ndata: b\n\n"
+    assert feed_all(at_cap)[0][0].id == "i" * 1024
+
+
+def test_the_id_cap_counts_utf8_bytes_not_characters():
+    assert feed_all("id: é\ndata: x\n\n".encode(), max_id_size=2)[1] is None
+    assert "max_id_size" in feed_all("id: éé\ndata: x\n\n".encode(), max_id_size=3)[1]
+    # the id-and-data fast path checks every id of its run too
+    run = b"".join(b"id: %d\ndata: x\n\n" % n for n in range(50)) + b"id: " + b"9" * 40 + b"\ndata: y\n\n"
+    events, error = feed_all(run, max_id_size=32)
+    assert len(events) == 50 and "max_id_size" in error
+
+
+def test_an_event_type_over_the_cap_fails():
+    blob = b"data: a\n\nevent: " + b"t" * 1025 + b"\ndata: b\n\n"
+    events, error = feed_all(blob)
+    assert [e.data for e in events] == ["a"] and "SSE event type longer than the limit of 1024 bytes" in error
+    assert feed_all(b"event: " + b"t" * 1024 + b"\ndata: b\n\n")[0][0].type == "t" * 1024
+
+
+def test_inherited_ids_are_bounded_by_what_the_events_carry():
+    """One id at the cap, then tiny events that all repeat it: refused once the repeats pass
+    ID_ECHO_FACTOR times the events' own bytes plus the allowance; wherever the reads are cut."""
+    hostile = b"id: " + b"\x01" * 1024 + b"\n\n" + b"data\n\n" * 5000  # 6 KiB of JSON per repeat
+    results = {feed_all(hostile, cuts)[0].__len__() for cuts in
+               ([], range(1, len(hostile), 7), range(5, len(hostile), 4096), [10, 1040, 1041, 20000])}
+    events, error = feed_all(hostile)
+    assert results == {len(events)} and 0 < len(events) < 20
+    assert len(events) * 6 * 1024 <= ID_ECHO_FACTOR * 6 * len(events) + ID_ECHO_ALLOWANCE
+    assert "repeated on events too small to carry it" in error
+
+
+def test_honest_streams_repeating_a_short_id_are_never_refused():
+    uuid = b"0b7d7d43-64f1-4e5e-a5b8-2b4f2bb0a1c1"
+    heartbeats = b"id: " + uuid + b"\n\n" + b"data\n\n" * 100_000  # each event 6 bytes, the id 36
+    events, error = feed_all(heartbeats, range(4096, len(heartbeats), 4096))
+    assert error is None and len(events) == 100_000
+    cursor = b"id: " + b"c" * 200 + b"\n\n" + b'data: {"token": "abcdefghijklmnop"}\n\n' * 20_000
+    events, error = feed_all(cursor, range(65536, len(cursor), 65536))
+    assert error is None and len(events) == 20_000 and events[-1].id == "c" * 200
+
+
+def test_an_inherited_id_json_cannot_encode_is_still_measured():
+    parser = SSEParser(last_event_id="\udcff-given-on-the-command-line")
+    assert [m.id for m in parser.feed(b"data: x\n\ndata\n\n")] == ["\udcff-given-on-the-command-line"] * 2

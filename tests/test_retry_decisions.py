@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import itertools
+import json
 import time
 
 import pytest
 from aiohttp import web
 
+from fanin.decision import RECONNECT_MODES, Decision, Outcome, Reason, Verdict, decide
 from fanin.events import Event
 from fanin.merge import FanIn
 from fanin.retry import MIN_DELAY, ReconnectPolicy
@@ -207,26 +210,87 @@ async def test_get_is_still_retried_after_a_5xx():
     assert len(calls) == 2 and summary.status == "completed"
 
 
-def test_a_stream_that_never_fails_does_not_import_tenacity(sse_server):
-    """Start-up cost of a single short `fanin stream`: the retry machinery (and its
-    import) comes only with a first failure; a failing source still gets it."""
+# ---------------------------------------------------------------------------- the decision table
+# Every rule of `fanin.decision.decide`, as a table read top to bottom (first match wins),
+# like h11's state table; ANY matches every value. The test walks every combination of
+# outcome x method x delivered x has_ids x mode, so no case is left to chance.
+
+ANY = object()
+R, F, D = Verdict.RETRY, Verdict.FAIL, Verdict.DONE
+#        outcome            idempotent  delivered  has_ids  mode      -> verdict, reason
+RULES = [
+    (Outcome.FATAL,     ANY,   ANY,   ANY,   ANY,      F, Reason.NONE),
+    (Outcome.STOPPED,   ANY,   ANY,   ANY,   ANY,      D, Reason.NONE),
+    (Outcome.NOT_SENT,  ANY,   ANY,   ANY,   ANY,      R, Reason.NONE),   # nothing reached the server
+    (Outcome.DECLINED,  ANY,   ANY,   ANY,   ANY,      R, Reason.NONE),   # 408, 429, 503 + Retry-After
+    (Outcome.NO_ANSWER, True,  ANY,   ANY,   ANY,      R, Reason.NONE),
+    (Outcome.NO_ANSWER, False, ANY,   True,  ANY,      R, Reason.NONE),   # resumes by id
+    (Outcome.NO_ANSWER, False, ANY,   False, ANY,      F, Reason.MAY_HAVE_ACTED),
+    (Outcome.CUT,       False, True,  False, ANY,      F, Reason.NO_EVENT_IDS),
+    (Outcome.CUT,       ANY,   ANY,   ANY,   "never",  F, Reason.NEVER),
+    (Outcome.CUT,       True,  ANY,   ANY,   ANY,      R, Reason.NONE),
+    (Outcome.CUT,       False, ANY,   True,  ANY,      R, Reason.NONE),
+    (Outcome.CUT,       False, False, False, ANY,      F, Reason.MAY_HAVE_ACTED),
+    (Outcome.END,       True,  ANY,   ANY,   "always", R, Reason.NONE),
+    (Outcome.END,       False, ANY,   True,  "always", R, Reason.NONE),
+    (Outcome.END,       ANY,   ANY,   ANY,   ANY,      D, Reason.NONE),
+]
+
+
+def _expected(outcome, idempotent, delivered, has_ids, mode):
+    for rule in RULES:
+        if all(want is ANY or want == got for want, got in zip(rule[:5], (outcome, idempotent, delivered, has_ids, mode),
+                                                                strict=True)):
+            return Decision(rule[5], rule[6])
+    raise AssertionError(f"no rule for {(outcome, idempotent, delivered, has_ids, mode)}")
+
+
+COMBINATIONS = list(itertools.product(Outcome, (True, False), (True, False), (True, False), RECONNECT_MODES))
+
+
+def test_the_table_covers_every_combination():
+    assert len(COMBINATIONS) == len(Outcome) * 2 * 2 * 2 * 3
+    for combination in COMBINATIONS:
+        _expected(*combination)  # raises when a combination has no rule
+
+
+@pytest.mark.parametrize("outcome, idempotent, delivered, has_ids, mode", COMBINATIONS)
+def test_decide_follows_the_table(outcome, idempotent, delivered, has_ids, mode):
+    got = decide(outcome, idempotent=idempotent, delivered=delivered, has_ids=has_ids, mode=mode)
+    assert got == _expected(outcome, idempotent, delivered, has_ids, mode)
+
+
+def test_every_rule_is_reachable():
+    used = {next(i for i, rule in enumerate(RULES) if all(
+        want is ANY or want == got for want, got in zip(rule[:5], combination, strict=True))) for combination in COMBINATIONS}
+    assert used == set(range(len(RULES))), "a rule no combination reaches is dead text"
+
+
+def test_a_failing_source_imports_nothing_while_it_fails(sse_server, unused_port):
+    """No import on a failure path: with the file descriptors used up, an import cannot
+    open its file, and the failure became an 'internal' one (hardening issue, class 6).
+    Every module a failing source needs is loaded before its first connection."""
     import subprocess
     import sys
 
     script = (
-        "import sys, asyncio, contextlib\n"
+        "import sys, asyncio, contextlib, json\n"
         "from fanin.merge import FanIn\n"
         "from fanin.stream import Request, StreamConfig\n"
-        "async def main(url):\n"
-        "    fan = FanIn([Request(url)], StreamConfig(retries=1, default_retry_ms=10, max_backoff=0.05))\n"
+        "async def main(urls):\n"
+        "    fan = FanIn([Request(u) for u in urls], StreamConfig(retries=1, default_retry_ms=10, max_backoff=0.05))\n"
+        "    before = set(sys.modules)\n"
         "    async with contextlib.aclosing(fan.stream()) as items:\n"
         "        n = len([i async for i in items if type(i).__name__ == 'Event'])\n"
-        "    print(n, fan.summary.sources[0].reconnects, 'tenacity' in sys.modules)\n"
-        "asyncio.run(main(sys.argv[1]))\n"
+        "    late = sorted(set(sys.modules) - before)\n"
+        "    print(json.dumps([n, [s.reconnects for s in fan.summary.sources], [s.kind for s in fan.summary.sources], late]))\n"
+        "asyncio.run(main(sys.argv[1:]))\n"
     )
-    healthy = subprocess.run([sys.executable, "-c", script, sse_server.url("/stream?count=3")],
-                             capture_output=True, text=True, timeout=60)
-    assert healthy.stdout.split() == ["3", "0", "False"], healthy.stderr
-    failing = subprocess.run([sys.executable, "-c", script, sse_server.url("/stream?count=3&status=503")],
-                             capture_output=True, text=True, timeout=60)
-    assert failing.stdout.split() == ["0", "1", "True"], failing.stderr
+    urls = [sse_server.url("/stream?count=3&status=503"), sse_server.url("/stream?count=3&status=503&retry_after=0"),
+            sse_server.url("/stream?count=3&status=404"), f"http://127.0.0.1:{unused_port}/"]
+    failing = subprocess.run([sys.executable, "-c", script, *urls], capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 0, failing.stderr
+    count, reconnects, kinds, late = json.loads(failing.stdout)
+    assert count == 0 and reconnects == [1, 1, 0, 1], failing.stdout
+    assert kinds == ["http_5xx", "http_5xx", "http_4xx", "refused"], failing.stdout
+    assert late == [], f"imported on the failure path: {late}"

@@ -112,6 +112,9 @@ assert len(LONG_NAME) > 253
     ("xn--zz", "punycode"),
     ("ok.xn--zz.com", "punycode"),
     (LONG_NAME, "longer than 253"),
+    ("ex ample.com", "host name contains ' '"),   # once retried for 5 s; now refused before any connect
+    ("ex%20ample.com", "host name contains '%'"),
+    ("a<b.com", "host name contains '<'"),
 ])
 def test_host_names_that_cannot_be_valid_are_refused(host, reason):
     with pytest.raises(UsageError) as info:
@@ -136,7 +139,8 @@ def _cli(*args: str, namespace: bool = False, timeout: float = 60) -> subprocess
     return subprocess.run(command, capture_output=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-@pytest.mark.parametrize("url", ["http://a..b/x", f"http://{LONG_LABEL}.com/", "http://xn--zz/", f"http://{LONG_NAME}/"])
+@pytest.mark.parametrize("url", ["http://a..b/x", f"http://{LONG_LABEL}.com/", "http://xn--zz/", f"http://{LONG_NAME}/",
+                                 "http://ex ample.com/"])
 def test_cli_refuses_an_impossible_host_with_exit_2(url):
     result = _cli("-m", "fanin", "stream", url, "--format", "ndjson", namespace=True)
     assert result.returncode == 2, result.stderr

@@ -23,7 +23,7 @@ __all__ = [
     "MISSING_BODY",
 ]
 
-MISSING_BODY = object()
+from fanin.request import MISSING as MISSING_BODY  # noqa: E402  one "no JSON body" marker, the engine's
 _URL_SPLIT = re.compile(r",\s*(?=https?://)", re.IGNORECASE)
 
 

@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("stdin can feed the URL list or the body, not both")
             args.urls = expand_urls(args.urls)
         if hasattr(args, "method"):  # stream and load: one rule for the method (options.request_method)
-            has_body = args.data is not None or args.json_body is not None or bool(getattr(args, "dataset", None))
+            has_body = (args.data is not None or args.json_body is not None or bool(getattr(args, "dataset", None))
+                        or getattr(args, "input_tokens", None) is not None  # load: synthetic bodies
+                        or getattr(args, "output_tokens", None) is not None)
             args.method = request_method(args.method, has_body=has_body)
         if args.command == "stream":
             from .stream_command import run_stream

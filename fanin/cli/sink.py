@@ -9,8 +9,10 @@ land between whole records."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import select
+from typing import IO, Any
 
 __all__ = ["Sink", "TextSink", "PIECE", "stdout_sink"]
 
@@ -45,7 +47,6 @@ class Sink:
 def stdout_sink() -> Sink | _StreamSink:
     """A Sink on standard output's descriptor (what Python buffered so far goes out first);
     when stdout has no descriptor (replaced in-process, as test runners do), its own write."""
-    import io
     import sys
 
     stream = sys.stdout
@@ -67,8 +68,10 @@ class _StreamSink:
         target = getattr(self.stream, "buffer", None)
         if target is not None:
             target.write(bytes(data))
-        else:
+        elif isinstance(self.stream, io.TextIOBase):
             self.stream.write(bytes(data).decode("utf-8", "replace"))
+        else:  # a binary stream (io.BytesIO...)
+            self.stream.write(bytes(data))
         self.stream.flush()
 
     def flush(self) -> None:
@@ -81,8 +84,9 @@ class _StreamSink:
 class TextSink:
     """The file object rich and the text writer print to: text encoded as UTF-8 into a Sink."""
 
-    def __init__(self, sink: Sink | _StreamSink) -> None:
-        self.sink = sink
+    def __init__(self, sink: Sink | _StreamSink | IO[Any]) -> None:
+        # a plain file object (a library user's io.StringIO, say) is written through as it is
+        self.sink = sink if isinstance(sink, (Sink, _StreamSink)) else _StreamSink(sink)
 
     def write(self, text: str) -> int:
         self.sink.write(text.encode("utf-8", "replace"))

@@ -3,8 +3,9 @@
 Link-local and cloud-metadata addresses are always refused: they let a URL typed into a
 workflow read a cloud instance's credentials. Private and loopback ranges are allowed
 unless `block_private_networks` is on, because self-hosted Dify calls internal services.
-IPv4 carried inside IPv6 (`::ffff:a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`,
-IPv4-compatible `::a.b.c.d`) is judged as the IPv4 address it carries.
+IPv4 carried inside IPv6 (`::ffff:a.b.c.d`, NAT64 `64:ff9b::/96` and the local-use
+`64:ff9b:1::/48`, 6to4 `2002::/16`, IPv4-compatible `::a.b.c.d`) is judged as the IPv4
+address it carries.
 
 Two checks, wired into a run by `FanIn(connector_factory=..., check_hop=guard.check_hop)`:
 - `socket_factory` judges the address a socket is about to connect to (aiohttp's
@@ -84,6 +85,14 @@ class DestinationRefused(FaninError, OSError):
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are IPv4
+# RFC 8215 local-use prefix. A network may carve it into translation prefixes of any RFC 6052
+# length, and the length (so where the IPv4 sits) is not visible in the address: the /96
+# reading (the last 32 bits, by far the most used) is judged like the well-known prefix, and
+# the /48, /56 and /64 readings are checked against the always-blocked ranges too.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# RFC 6052, section 2.2: the bytes of the IPv6 address holding the IPv4 for each prefix length
+# (byte 8, bits 64-71, is the reserved "u" octet and never holds any of it).
+_NAT64_LOCAL_LAYOUTS = ((6, 7, 9, 10), (7, 9, 10, 11), (9, 10, 11, 12))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 
@@ -98,9 +107,18 @@ def _plain_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address):
         return ip.ipv4_mapped
     if ip.sixtofour is not None:
         return ip.sixtofour
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1, judged as themselves
+    if ip in _NAT64 or ip in _NAT64_LOCAL or (ip in _IPV4_COMPATIBLE and int(ip) > 1):  # not :: or ::1
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
+
+
+def _other_nat64_readings(ip) -> list[ipaddress.IPv4Address]:
+    """The IPv4 an address in the local-use NAT64 prefix carries under the other prefix
+    lengths it may be used with (/48, /56, /64)."""
+    if not isinstance(ip, ipaddress.IPv6Address) or ip not in _NAT64_LOCAL:
+        return []
+    packed = ip.packed
+    return [ipaddress.IPv4Address(bytes(packed[i] for i in layout)) for layout in _NAT64_LOCAL_LAYOUTS]
 
 
 class AddressGuard:
@@ -119,6 +137,10 @@ class AddressGuard:
         shown = f"{ip}" if ip == given or ip.version == given.version else f"{given} (IPv4 {ip})"
         if any(ip in net for net in ALWAYS_BLOCKED):
             return f"destination {shown} is a link-local or cloud-metadata address; refused"
+        for other in _other_nat64_readings(given):
+            if any(other in net for net in ALWAYS_BLOCKED):
+                return (f"destination {given} may carry IPv4 {other} (a local-use NAT64 address), a link-local or"
+                        " cloud-metadata address; refused")
         if self.block_private and (any(ip in net for net in PRIVATE_NETWORKS) or ip.is_private or ip.is_loopback):
             return f"destination {shown} is a private or loopback address and {ENV_NAME} is on; refused"
         if ip.is_multicast:

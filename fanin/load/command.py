@@ -31,7 +31,8 @@ LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("urls", nargs="+", metavar="URL",
-                        help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin)")
+                        help="SSE endpoints; connections are spread over them; @FILE reads URLs from a file (@- stdin); "
+                             "or: compare A.json B.json (what changed between two reports, with --threshold)")
     run = parser.add_argument_group("load")
     run.add_argument("--mode", choices=("streams", "requests"), default="streams",
                      help="streams: hold -c long-lived streams (default); requests: send requests whose "
@@ -40,7 +41,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
                      help="concurrent streams; in request mode, closed-loop users (default 10)")
     run.add_argument("-d", "--duration", default=None,
                      help="how long to run: 30s, 2m, 500ms (default 10s; request mode with -n: until done)")
-    run.add_argument("--ramp-up", default=None, help="spread the opening of the connections over this time (default 0s)")
+    run.add_argument("--ramp-up", default=None, help="spread the opening of the connections over this time (default 0s); "
+                          "request mode: start the users one by one, or raise --request-rate, over it")
     run.add_argument("--rate", type=float, default=None, help="open at most this many new connections per second")
     run.add_argument("--warmup", default=None,
                      help="leave the first part (e.g. the ramp-up) out of gaps, latency and rates (default 0s)")
@@ -136,12 +138,16 @@ def options_from_args(args: argparse.Namespace):
 
     requests_mode = args.mode == "requests"
     # the one rule of `fanin stream` and `fanin load` (main applies it too; it is idempotent)
+    synthetic = getattr(args, "input_tokens", None) is not None or getattr(args, "output_tokens", None) is not None
     method = request_method(args.method, has_body=args.data is not None or args.json_body is not None
-                            or bool(args.dataset))
+                            or bool(args.dataset) or synthetic)
     sweep = parse_sweep(args.sweep) if args.sweep else None
-    return LoadOptions(
+    from fanin.load.request_command import parity_options
+
+    requests = _requests(args, method)
+    fields = dict(
         mode=args.mode,
-        requests=_requests(args, method),
+        requests=requests,
         method=method,
         connections=args.connections,
         duration=_duration(args.duration, "--duration"),
@@ -182,11 +188,33 @@ def options_from_args(args: argparse.Namespace):
         grace=_duration(args.grace, "--grace"),
         chart=args.chart,
     )
+    fields.update(parity_options(
+        requests, requests_mode, api=args.api, model=args.model, input_tokens=args.input_tokens,
+        output_tokens=args.output_tokens, tokenizer=args.tokenizer, burstiness=args.burstiness,
+        ramp_strategy=args.ramp_strategy, ramp_start_rate=args.ramp_start_rate,
+        max_concurrency=args.max_concurrency, percentiles=args.percentiles, csv=args.csv,
+        has_body=args.data is not None or args.json_body is not None, dataset=args.dataset, limit=args.requests,
+        seed=args.seed, fields_named=args.extract is not None or args.usage_field is not None))
+    return LoadOptions(**fields)
 
 
 def run_load(args: argparse.Namespace) -> int:
     """Run the load test; 0 passed, 1 a threshold breached or nothing could connect, 130/143
-    interrupted. Bad usage raises UsageError, which `fanin`'s main turns into one line, exit 2."""
+    interrupted. Bad usage raises UsageError, which `fanin`'s main turns into one line, exit 2.
+    `fanin load compare A.json B.json` compares two reports instead (compare.py)."""
+    if args.urls and args.urls[0] == "compare":
+        from fanin.load.compare import run_compare
+
+        parser = argparse.ArgumentParser(add_help=False)
+        add_load_arguments(parser)
+        defaults = vars(parser.parse_args(["compare"]))
+        # any option but the reports, --threshold and --json is refused rather than ignored
+        # (main fills in the method: GET unless -X named another)
+        ignored = {"urls", "threshold", "json", "no_progress"}
+        given = sorted(k for k, v in vars(args).items() if k in defaults and k not in ignored and v != defaults[k]
+                       and not (k == "method" and v in (None, "GET")))
+        return run_compare(args.urls[1:], thresholds=list(args.threshold), json_path=args.json,
+                           other_options=["--" + k.replace("_", "-") for k in given])
     options = options_from_args(args)
     if options.mode == "requests":
         from fanin.load.request_command import run_requests

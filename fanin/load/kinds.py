@@ -18,6 +18,7 @@ class LoadFailure(StrEnum):
     CLIENT = "client"  # the load client itself failed (a bug): the run does not pass
     NO_TOKENS = "no_tokens"  # request mode: the stream ended cleanly without one token
     OTHER = "other"  # request mode: the engine reported a failed stream without a kind
+    API_ERROR = "api_error"  # request mode: the API sent an error inside the stream (Anthropic `error`)
 
 
 # Engine kinds that say the URL cannot be opened at all (as opposed to a server that is

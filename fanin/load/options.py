@@ -14,6 +14,7 @@ from functools import cached_property
 
 from fanin.errors import UsageError
 from fanin.load.dataset import DatasetItem
+from fanin.load.synthetic import LengthDist
 from fanin.measure.report import Threshold
 from fanin.load.slo import Slo
 from fanin.stream import Request, StreamConfig
@@ -77,6 +78,19 @@ class LoadOptions:
     sweep: tuple[str, tuple[float, ...]] | None = None
     grace: float | None = None
     chart: str | None = None
+    # request mode at parity with the LLM benchmarks (see request_command.py)
+    api: str | None = None  # openai | anthropic | dify: --api, or told by the URLs' path
+    api_given: bool = False
+    model: str | None = None
+    input_tokens: LengthDist | None = None
+    output_tokens: LengthDist | None = None
+    tokenizer: str | None = None  # a local tokenizer.json
+    burstiness: float | None = None
+    ramp_strategy: str | None = None  # linear | exponential (open loop)
+    ramp_start_rate: float | None = None
+    max_concurrency: int | None = None  # open loop: due requests wait for one of N places
+    percentiles: tuple[float, ...] | None = None
+    csv: str | None = None
 
     def __post_init__(self) -> None:
         self._check()
@@ -131,6 +145,26 @@ class LoadOptions:
             return os.path.splitext(self.json)[0] + ".png"
         return None
 
+    @property
+    def synthetic(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None
+
+    @property
+    def effective_stop_on(self) -> str | None:
+        """--stop-on, else the API's end marker (OpenAI's [DONE])."""
+        if self.stop_on is not None:
+            return self.stop_on
+        from fanin.load.apis import DEFAULT_STOP_ON
+
+        return DEFAULT_STOP_ON.get(self.api or "")
+
+    @property
+    def ramp_start(self) -> float | None:
+        """The open loop's rate at the start of --ramp-up (default a tenth of --request-rate)."""
+        if self.ramp_up is None or self.request_rate is None:
+            return None
+        return self.ramp_start_rate if self.ramp_start_rate is not None else self.request_rate / 10
+
     def stream_config(self) -> StreamConfig:
         """The engine's configuration for this run (request mode never re-sends); built and
         checked once, then shared by every plan."""
@@ -145,7 +179,7 @@ class LoadOptions:
             reconnect=self.reconnect or DEFAULT_RECONNECT,
         )
         if self.mode == "requests":
-            config.reconnect, config.retries, config.stop_on = "never", 0, self.stop_on
+            config.reconnect, config.retries, config.stop_on = "never", 0, self.effective_stop_on
         config.validate()
         return config
 
@@ -167,7 +201,7 @@ class LoadOptions:
         else:
             self._check_requests()
         self.stream_config()
-        for path in (self.json, self.html, self.chart_path if self.sweep else None):
+        for path in (self.json, self.html, self.chart_path if self.sweep else None, self.csv):
             if path and path != "-":
                 check_output_path(path)
 
@@ -178,6 +212,11 @@ class LoadOptions:
             ("--slo", self.slos), ("--stop-on", self.stop_on), ("--chart", self.chart),
             ("--arrival", self.arrival), ("--seed", self.seed), ("--max-in-flight", self.max_in_flight),
             ("--shuffle", self.shuffle), ("--grace", self.grace), ("--slo-attainment", self.slo_attainment),
+            ("--api", self.api if self.api_given else None), ("--model", self.model),
+            ("--input-tokens", self.input_tokens), ("--output-tokens", self.output_tokens),
+            ("--tokenizer", self.tokenizer), ("--burstiness", self.burstiness),
+            ("--ramp-strategy", self.ramp_strategy), ("--ramp-start-rate", self.ramp_start_rate),
+            ("--max-concurrency", self.max_concurrency), ("--percentiles", self.percentiles), ("--csv", self.csv),
         ) if value is not None and value is not False and value != ()]
         if given:
             raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --mode requests")
@@ -200,14 +239,56 @@ class LoadOptions:
         if self.retries is not None or self.reconnect is not None:
             raise UsageError("--retries and --reconnect are for --mode streams: request mode sends each request "
                              "once and counts a failure as a failed request")
-        if self.ramp_up is not None or self.rate is not None:
-            raise UsageError("--ramp-up and --rate are for --mode streams; use -c or --request-rate")
+        if self.rate is not None:
+            raise UsageError("--rate is for --mode streams; use -c or --request-rate")
+        self._check_parity()
         if self.sweep and self.sweep[0] == "concurrency" and self.request_rate is not None:
             raise UsageError("--sweep concurrency=... runs closed-loop steps; drop --request-rate")
         if self.sweep and self.sweep[0] == "rate" and explicit_c:
             raise UsageError("--sweep rate=... runs open-loop steps; drop -c")
         if self.chart and not self.sweep:
             raise UsageError("--chart draws a --sweep; give --sweep too")
+
+    def _check_parity(self) -> None:
+        """The options request mode shares with vLLM bench, GuideLLM and AIPerf."""
+        open_loop = self.request_rate is not None or (self.sweep is not None and self.sweep[0] == "rate")
+        if self.burstiness is not None:
+            if not self.burstiness > 0:
+                raise UsageError("--burstiness must be more than 0 (1 is Poisson; lower is burstier)")
+            if self.arrival not in (None, "gamma"):
+                raise UsageError(f"--burstiness draws gamma arrivals; drop --arrival {self.arrival}")
+        if (self.burstiness is not None or self.arrival == "gamma") and not open_loop:
+            raise UsageError("--burstiness and --arrival gamma shape an open loop; give --request-rate")
+        if self.ramp_up is not None and self.sweep:
+            raise UsageError("--ramp-up ramps one run; a --sweep has its steps (use --warmup per step)")
+        if self.ramp_up is not None and self.run_duration is not None and self.ramp_up >= self.run_duration:
+            raise UsageError("--ramp-up must be shorter than --duration")
+        if self.ramp_strategy is not None and (self.ramp_up is None or self.request_rate is None):
+            raise UsageError("--ramp-strategy shapes an open-loop --ramp-up; give --request-rate and --ramp-up")
+        if self.ramp_start_rate is not None:
+            if self.ramp_up is None or self.request_rate is None:
+                raise UsageError("--ramp-start-rate needs --request-rate and --ramp-up")
+            if not 0 < self.ramp_start_rate <= self.request_rate:
+                raise UsageError("--ramp-start-rate must be more than 0 and at most --request-rate")
+        if self.max_concurrency is not None:
+            if self.max_concurrency < 1:
+                raise UsageError("--max-concurrency must be at least 1")
+            if not open_loop:
+                raise UsageError("--max-concurrency caps an open loop (--request-rate); with -c the users "
+                                 "are the concurrency")
+        for p in self.percentiles or ():
+            if not 0 < p <= 100:
+                raise UsageError(f"--percentiles: {p:g} is not a percentile (more than 0, at most 100)")
+        if self.synthetic:
+            if self.api is None:
+                raise UsageError("--input-tokens/--output-tokens build bodies for one API: give --api "
+                                 "openai|anthropic|dify (or a URL whose path names it)")
+            if self.dataset is not None:
+                raise UsageError("give --dataset or --input-tokens/--output-tokens, not both")
+            if self.api == "dify" and self.output_tokens is not None:
+                raise UsageError("--output-tokens: a Dify app's answer length is set by the app, not the request")
+        elif self.model is not None:
+            raise UsageError("--model names the model in synthetic bodies; give --input-tokens or --output-tokens")
 
 
 def check_output_path(path: str) -> None:

@@ -31,6 +31,7 @@ from typing import Callable
 import orjson
 
 from fanin.extract import get_path
+from fanin.load.apis import ApiReader, reader_for
 from fanin.load.dataset import RequestSource
 from fanin.load.kinds import CANNOT_OPEN, LoadFailure
 from fanin.measure.metrics import LoadMetrics, record_corrected
@@ -38,9 +39,10 @@ from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.load.runner import TICK_S
 from fanin.measure.observer import UNIT_NS, guess_unit_ns, make_load_session, rss_bytes
 from fanin.load.slo import RequestTimes, Slo, meets_all
+from fanin.load.tokenizer import TokenCounter, load_tokenizer
 from fanin.stream import SSEStream, StreamConfig, StreamObserver
 
-__all__ = ["RequestPlan", "RequestProbe", "RequestRunner"]
+__all__ = ["RequestPlan", "RequestProbe", "RequestRunner", "next_gap"]
 
 
 @dataclass
@@ -63,16 +65,43 @@ class RequestPlan:
     tick_s: float = TICK_S
     latency_path: tuple[str, ...] | None = None  # a send timestamp in each event's JSON
     latency_unit: str = "auto"
+    api: str | None = None  # read events as this API (apis.py); None: --extract / --usage-field / raw data
+    tokenizer: str | None = None  # count tokens with this tokenizer.json
+    burstiness: float = 1.0  # gamma arrivals' shape (arrival "gamma")
+    ramp_up: float | None = None  # open loop: the rate rises over this long
+    ramp_strategy: str = "linear"  # linear | exponential
+    ramp_start_rate: float = 0.0  # the rate at the start of the ramp
+    user_ramp_up: float | None = None  # closed loop: users start spread over this long
+    max_concurrency: int | None = None  # open loop: due requests wait for one of these places
+
+
+def next_gap(rng: random.Random, arrival: str, rate: float, burstiness: float) -> float:
+    """Seconds to the next due request at `rate` per second: constant spacing, Poisson
+    (exponential gaps), or gamma gaps of shape `burstiness` and mean 1/rate, as vLLM's bench
+    draws them (1 is Poisson; below 1 burstier, above 1 more regular)."""
+    if arrival == "poisson":
+        return rng.expovariate(rate)
+    if arrival == "gamma":
+        return rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+    return 1.0 / rate
 
 
 class RequestProbe(StreamObserver):
     """Everything measured about one request: the engine's hooks plus its delivered batches."""
 
     __slots__ = ("extract", "usage_path", "start_ns", "first_event_ns", "first_ns", "last_ns", "tokens",
-                 "events", "bytes", "gaps", "usage", "failure", "connect_ns", "latency_path", "unit_ns", "latencies")
+                 "events", "bytes", "gaps", "usage", "failure", "connect_ns", "latency_path", "unit_ns", "latencies",
+                 "reader", "counter", "chunks", "second_ns", "input_usage", "api_error")
 
     def __init__(self, extract: tuple[str, ...] | None, usage_path: tuple[str, ...] | None,
-                 latency_path: tuple[str, ...] | None = None, unit_ns: float | None = None) -> None:
+                 latency_path: tuple[str, ...] | None = None, unit_ns: float | None = None,
+                 reader: ApiReader | None = None, counter: TokenCounter | None = None) -> None:
+        self.reader = reader  # an API's reader: text, usage and errors where that API puts them
+        self.counter = counter  # --tokenizer: tokens per content chunk; None: one per chunk
+        self.chunks = 0  # content chunks (each a token unless counted by the tokenizer)
+        self.second_ns = 0  # arrival of the second token (the first chunk's, when it held two)
+        self.input_usage: int | None = None
+        self.api_error: str | None = None
         self.extract = extract
         self.usage_path = usage_path
         self.latency_path = latency_path
@@ -101,6 +130,10 @@ class RequestProbe(StreamObserver):
             self.first_event_ns = arrival
         extract, usage_path, latency_path = self.extract, self.usage_path, self.latency_path
         self.events += len(batch.messages)
+        if self.reader is not None:
+            self._deliver_api(batch)
+            return
+        counter = self.counter
         for message in batch.messages:  # (type, data, id, own_id)
             data = message[1]
             if extract is None and usage_path is None and latency_path is None:
@@ -125,13 +158,49 @@ class RequestProbe(StreamObserver):
                 else:
                     value = get_path(obj, extract) if obj is not None else None
                     is_token = isinstance(value, str) and value != ""
+                    if is_token and counter is not None:
+                        data = value
             if is_token:
-                if self.tokens:
-                    self.gaps.append((arrival - self.last_ns) // 1000)
-                else:
-                    self.first_ns = arrival
-                self.last_ns = arrival
-                self.tokens += 1
+                self._content(arrival, counter.count(data) if counter is not None else 1)
+
+    def _content(self, arrival: int, n: int) -> None:
+        """A chunk carrying text arrived, worth `n` tokens: the first one is time to first
+        token; the second token may arrive with it (a batched first chunk) or later."""
+        if self.chunks:
+            self.gaps.append((arrival - self.last_ns) // 1000)
+        else:
+            self.first_ns = arrival
+        if not self.second_ns and self.tokens + n >= 2:
+            self.second_ns = arrival
+        self.last_ns = arrival
+        self.tokens += n
+        self.chunks += 1
+
+    def _deliver_api(self, batch) -> None:
+        reader, counter, latency_path = self.reader, self.counter, self.latency_path
+        arrival = batch.arrival_ns
+        for message in batch.messages:
+            try:
+                obj = orjson.loads(message[1])
+            except orjson.JSONDecodeError:  # [DONE], keep-alives, plain text
+                continue
+            if type(obj) is not dict:
+                continue
+            text, used, used_in, error = reader.parse(obj)  # type: ignore[union-attr]
+            if used is not None:
+                self.usage = used
+            if used_in is not None:
+                self.input_usage = used_in
+            if error is not None and self.api_error is None:
+                self.api_error = error
+            if latency_path is not None:
+                sent = get_path(obj, latency_path)
+                if isinstance(sent, (int, float)) and not isinstance(sent, bool):
+                    if self.unit_ns is None:
+                        self.unit_ns = guess_unit_ns(sent)
+                    self.latencies.append(max(0, (batch.wall_ns - int(sent * self.unit_ns)) // 1000))
+            if text is not None:
+                self._content(arrival, counter.count(text) if counter is not None else 1)
 
 
 class RequestRunner:
@@ -154,6 +223,10 @@ class RequestRunner:
         # this many attempts failed in a way that says the URL cannot open (kinds.CANNOT_OPEN),
         # and not one stream opened: stop
         self.give_up_after = max(3, plan.users or 1)
+        self.reader = reader_for(plan.api)
+        self.counter = load_tokenizer(plan.tokenizer)
+        self.waiting = 0  # open loop: due requests waiting for a --max-concurrency place
+        self._slots = asyncio.Semaphore(plan.max_concurrency) if plan.max_concurrency else None
 
     def stop(self, interrupted: bool = False) -> None:
         self.interrupted = self.interrupted or interrupted
@@ -161,12 +234,34 @@ class RequestRunner:
 
     # ------------------------------------------------------------------ one request
     async def _one(self, session, measured: bool, due: float | None) -> None:
-        plan, m = self.plan, self.metrics
+        m = self.metrics
         loop = asyncio.get_running_loop()
         if due is not None and measured:
             m.hist["start_delay"].pending.append(max(0, int((loop.time() - due) * 1e6)))
+        slots = self._slots
+        if slots is not None:
+            self.waiting += 1
+            try:
+                await slots.acquire()
+            except asyncio.CancelledError:
+                if measured:
+                    m.requests_interrupted += 1
+                raise
+            finally:
+                self.waiting -= 1
+        try:
+            if due is not None and measured:  # from due to sent: the schedule's slip plus the wait for a place
+                m.hist["queue"].pending.append(max(0, int((loop.time() - due) * 1e6)))
+            await self._send(session, measured)
+        finally:
+            if slots is not None:
+                slots.release()
+
+    async def _send(self, session, measured: bool) -> None:
+        plan, m = self.plan, self.metrics
         probe = RequestProbe(plan.extract, plan.usage, plan.latency_path,
-                             None if plan.latency_unit == "auto" else UNIT_NS[plan.latency_unit])
+                             None if plan.latency_unit == "auto" else UNIT_NS[plan.latency_unit],
+                             self.reader, self.counter)
         stream = SSEStream(session, 0, plan.source.next(), plan.config, probe)
         self.in_flight += 1
         m.active += 1
@@ -226,16 +321,31 @@ class RequestRunner:
                 m.stream_errors += 1
             self._fail(failure, message)
             return
-        if not probe.tokens:
+        if probe.api_error is not None:
+            self._fail(LoadFailure.API_ERROR, f"the stream carried an error: {probe.api_error}")
+            return
+        if not probe.chunks:
             self._fail(LoadFailure.NO_TOKENS, f"the stream ended without a token ({probe.events} events"
-                       + (f", none with text at {'.'.join(plan.extract)})" if plan.extract else ")"))
+                       + (f", none with text at {'.'.join(plan.extract)})" if plan.extract
+                          else f", none with {plan.api} text)" if plan.api else ")"))
             return
         tokens = probe.tokens
-        if plan.usage is not None:
+        if probe.counter is not None:
+            m.tokens_by_tokenizer += 1
+        elif plan.usage is not None:
             if probe.usage is None:
                 m.usage_missing += 1
+                m.tokens_by_chunks += 1
             else:
                 tokens = probe.usage
+                m.tokens_by_usage += 1
+        elif probe.reader is not None and probe.usage is not None and probe.usage > 0:
+            tokens = probe.usage  # the server's own count beats counting chunks
+            m.tokens_by_usage += 1
+        else:
+            m.tokens_by_chunks += 1
+        if probe.input_usage is not None:
+            m.input_tokens += probe.input_usage
         ttft = (probe.first_ns - probe.start_ns) // 1000
         e2e = (end_ns - probe.start_ns) // 1000
         tpot = (e2e - ttft) / (tokens - 1) if tokens > 1 else None
@@ -244,6 +354,10 @@ class RequestRunner:
         if tpot is not None:
             m.hist["tpot"].pending.append(int(tpot))
         m.hist["itl"].pending.extend(probe.gaps)
+        if probe.second_ns:
+            m.hist["ttst"].pending.append((probe.second_ns - probe.first_ns) // 1000)
+        if tokens > 1 and e2e > ttft:  # per-user output speed: 1 / TPOT, in thousandths of a token/s
+            m.hist["user_tps"].pending.append(int((tokens - 1) * 1e9 / (e2e - ttft)))
         m.tokens += tokens
         m.requests_completed += 1
         if meets_all(plan.slos, RequestTimes(ttft, e2e, tpot, probe.gaps)):
@@ -262,8 +376,15 @@ class RequestRunner:
             return False
         return self.plan.limit is None or self.issued < self.plan.limit
 
-    async def _user(self, session) -> None:
+    async def _user(self, session, index: int = 0) -> None:
         loop = asyncio.get_running_loop()
+        ramp = self.plan.user_ramp_up
+        if ramp and index:  # --ramp-up: user i starts i/U of the way through it
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=ramp * index / (self.plan.users or 1))
+                return
+            except TimeoutError:
+                pass
         while True:
             now = loop.time()
             if not self._sending(now):
@@ -290,16 +411,27 @@ class RequestRunner:
             measured = due >= self.warm_end
             if measured:
                 self.issued += 1
-            if self.in_flight >= plan.max_in_flight:
+            if self.in_flight + self.waiting >= plan.max_in_flight:
                 if measured:
                     self.metrics.requests_not_started += 1
             else:
                 self._spawn(session, measured, due)
             k += 1
-            if plan.arrival == "poisson":
-                due += rng.expovariate(plan.rate)
-            else:
+            if plan.arrival == "constant" and not plan.ramp_up:
                 due = self.start + plan.offset + k / plan.rate  # no drift from adding up rounded gaps
+            else:
+                due += next_gap(rng, plan.arrival, self._rate_at(due - self.start), plan.burstiness)
+
+    def _rate_at(self, t: float) -> float:
+        """The open loop's rate `t` seconds into the run (--ramp-up: rising to --request-rate)."""
+        plan = self.plan
+        ramp = plan.ramp_up
+        if not ramp or t >= ramp or plan.ramp_start_rate <= 0:
+            return plan.rate  # type: ignore[return-value]
+        start, end, f = plan.ramp_start_rate, plan.rate, max(t, 0.0) / ramp
+        if plan.ramp_strategy == "exponential":
+            return start * (end / start) ** f
+        return start + (end - start) * f
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -345,7 +477,7 @@ class RequestRunner:
             self.cpu_start = time.process_time()
             ticker = asyncio.create_task(self._ticker())
             if plan.users:
-                senders = [asyncio.create_task(self._user(session)) for _ in range(plan.users)]
+                senders = [asyncio.create_task(self._user(session, i)) for i in range(plan.users)]
             else:
                 senders = [asyncio.create_task(self._schedule(session))]
             stop_wait = asyncio.create_task(self._stop.wait())

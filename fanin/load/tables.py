@@ -121,7 +121,8 @@ def report_table(report: dict[str, Any]) -> Table:
     # a rule under the header only: the row fits 80 columns without cutting a value
     percentiles = Table(show_edge=False, box=box.SIMPLE_HEAD, pad_edge=False)
     percentiles.add_column("metric", no_wrap=True)
-    for col in ("count", "p50", "p90", "p95", "p99", "max"):
+    shown = (*(report.get("percentiles") or ("p50", "p90", "p95", "p99")), "max")  # --percentiles
+    for col in ("count", *shown):
         percentiles.add_column(col, justify="right", no_wrap=True)
     for name, stats in report["latency_ms"].items():
         if "requests" in report and not stats["count"] and name not in ("ttft", "itl", "tpot", "e2e"):
@@ -129,7 +130,7 @@ def report_table(report: dict[str, Any]) -> Table:
         percentiles.add_row(
             HIST_LABELS[name],
             f"{stats['count']:,}",
-            *(_ms(stats[k]) for k in ("p50", "p90", "p95", "p99", "max")),
+            *(_ms(stats.get(k)) for k in shown),
         )
     outer = Table.grid()
     outer.add_row(summary)

@@ -13,7 +13,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "DELIVERY_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
+__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "RATE_HISTOGRAMS", "DELIVERY_HISTOGRAMS", "COUNTERS", "Recorder",
+           "LoadMetrics", "new_histogram",
            "record_corrected", "peak_of_timelines", "ACTIVE_SAMPLE_S"]
 
 # Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
@@ -21,7 +22,10 @@ HIGHEST_US = 3_600_000_000
 HISTOGRAMS = ("connect", "ttfe", "gap", "latency", "lag")
 # Request mode (`--mode requests`): per-request time to first token, inter-token latency, time
 # per output token, end-to-end latency, and how late the open loop started each request.
-REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay")
+REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay", "ttst", "queue")
+# Request mode, not times: each request's output speed after its first token, kept in
+# thousandths of a token per second so that summary_ms() reads it in tokens per second.
+RATE_HISTOGRAMS = ("user_tps",)
 # Push-stream delivery (`--seq-ids`/`--seq-field`, see loss.py): time from a dropped stream to
 # its next delivered event.
 DELIVERY_HISTOGRAMS = ("resume",)
@@ -46,6 +50,10 @@ COUNTERS = (
     "goodput",  # completed requests that met every --slo
     "tokens",  # output tokens (the server's usage count with --usage-field, else counted events)
     "usage_missing",  # completed requests whose last events held no --usage-field number
+    "input_tokens",  # prompt tokens the server reported (usage), completed requests
+    "tokens_by_usage",  # completed requests whose output tokens came from the server's usage
+    "tokens_by_chunks",  # ... counted one per content chunk (no usage, no --tokenizer)
+    "tokens_by_tokenizer",  # ... counted by --tokenizer over the streamed text
     # delivery accounting (--seq-ids / --seq-field; see loss.py)
     "seq_streams",  # streams whose events carried sequence numbers
     "lost",  # numbers skipped (a gap) and never delivered later
@@ -191,7 +199,7 @@ class LoadMetrics:
         self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
         self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
         self.hist: dict[str, Recorder] = {
-            name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS)}
+            name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *RATE_HISTOGRAMS, *DELIVERY_HISTOGRAMS)}
         self.loss_listed: list[list[int]] = []  # [slot, lost, duplicates, reordered] per stream with an anomaly
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
@@ -244,7 +252,8 @@ class LoadMetrics:
             for kind, message in snap["error_examples"].items():
                 merged.error_examples.setdefault(kind, message)
             for name, blob in snap["hist"].items():
-                merged.hist[name].hist.decode_and_add(blob)
+                if name in merged.hist:
+                    merged.hist[name].hist.decode_and_add(blob)
             merged.loss_listed.extend(snap.get("loss_listed", ()))
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})

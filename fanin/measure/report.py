@@ -42,6 +42,8 @@ HIST_LABELS = {
     "tpot": "tpot",
     "e2e": "e2e (request)",
     "start_delay": "start delay",
+    "ttst": "ttst (2nd token)",
+    "queue": "client queue",
 }
 _STATS = ("p50", "p90", "p95", "p99", "max", "mean")
 _THRESHOLD = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(<=|>=|==|!=|<|>)\s*(\S.*?)\s*$")

@@ -1,5 +1,6 @@
 """The built-in SSE server as one aiohttp application: the generic endpoints plus the
-Dify-like app API and an OpenAI-compatible chat completions endpoint. Run it with `fanin serve`, in-process with `start_server()`, or from
+Dify-like app API, an OpenAI-compatible chat completions endpoint and an Anthropic-compatible
+Messages endpoint. Run it with `fanin serve`, in-process with `start_server()`, or from
 synchronous code (pytest) with `ServerThread`."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .anthropic import add_anthropic_routes
 from .dify import add_dify_routes
 from .generic import add_generic_routes
 from .openai import add_openai_routes
@@ -43,6 +45,7 @@ def build_app(**defaults: Any) -> web.Application:
     add_generic_routes(app, as_text)
     add_dify_routes(app)
     add_openai_routes(app)
+    add_anthropic_routes(app)
     return app
 
 

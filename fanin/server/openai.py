@@ -10,10 +10,13 @@ Timing and faults come from query parameters or top-level body fields (a body fi
 `ttft_ms` (first token), `itl_ms` (between tokens), `jitter_ms` (each delay drawn uniformly
 within +-jitter), `max_tokens` (tokens to send), `error_rate` (0..1, answered with
 `error_status` before streaming), `cut_after` (drop the connection after that many tokens),
-`ts` (add `fanin_sent_ns`, the server's wall clock at send, to every token chunk), and
+`ts` (add `fanin_sent_ns`, the server's wall clock at send, to every token chunk),
 `max_concurrency`: requests carrying the same value share a server-side limit of that many
 generating at once; the rest queue before their first token, which makes a knee at a known
-concurrency."""
+concurrency; `tokens_per_chunk` (send that many tokens in each content chunk, as a server
+batching its output does; the usage still counts every token), `role_chunk` (0: no role-only
+first chunk) and `error_after` (after that many tokens, an error inside the stream instead of
+the rest). The usage's prompt tokens are the prompt's whitespace-separated words."""
 
 from __future__ import annotations
 
@@ -29,10 +32,10 @@ from aiohttp import web
 from .params import BadParameter, get_float, get_int, get_opt_int
 from .stats import open_stream_scope
 
-__all__ = ["add_openai_routes", "OpenAIParams", "token_text"]
+__all__ = ["add_openai_routes", "OpenAIParams", "token_text", "prompt_words", "chunk_texts", "concurrency_limit"]
 
 PARAMS = ("ttft_ms", "itl_ms", "jitter_ms", "max_tokens", "error_rate", "error_status", "cut_after", "ts",
-          "max_concurrency")
+          "max_concurrency", "tokens_per_chunk", "role_chunk", "error_after")
 _LIMITS = web.AppKey("openai_limits", dict)
 _RNG = web.AppKey("openai_rng", random.Random)
 MAX_TOKENS_DEFAULT = 16
@@ -48,7 +51,7 @@ class OpenAIParams:
     """The timing and fault knobs of one request, parsed from the query and the body."""
 
     __slots__ = ("ttft", "itl", "jitter", "max_tokens", "error_rate", "error_status", "cut_after",
-                 "ts", "max_concurrency")
+                 "ts", "max_concurrency", "tokens_per_chunk", "role_chunk", "error_after")
 
     @classmethod
     def parse(cls, query: Mapping[str, str], body: dict[str, Any]) -> "OpenAIParams":
@@ -73,12 +76,51 @@ class OpenAIParams:
         p.max_concurrency = get_opt_int(values, "max_concurrency")
         if p.max_concurrency == 0:
             raise BadParameter("max_concurrency must be at least 1")
+        p.tokens_per_chunk = get_int(values, "tokens_per_chunk", 1, maximum=MAX_TOKENS_LIMIT)
+        if p.tokens_per_chunk < 1:
+            raise BadParameter("tokens_per_chunk must be at least 1")
+        p.role_chunk = values.get("role_chunk", "1") not in ("", "0", "false")
+        p.error_after = get_opt_int(values, "error_after")
         return p
 
     def delay(self, base: float, rng: random.Random) -> float:
         if not self.jitter:
             return base
         return max(0.0, base + rng.uniform(-self.jitter, self.jitter))
+
+
+def token_chunks(p: OpenAIParams) -> list[tuple[int, str]]:
+    """(first token index, text) of each content chunk: `tokens_per_chunk` tokens a chunk."""
+    return [(i, chunk_texts(i, min(p.tokens_per_chunk, p.max_tokens - i)))
+            for i in range(0, p.max_tokens, p.tokens_per_chunk)]
+
+
+def chunk_texts(first: int, n: int) -> str:
+    return "".join(token_text(first + j) for j in range(n))
+
+
+def prompt_words(body: dict[str, Any]) -> int:
+    """The prompt's size in whitespace-separated words (the stand-in's prompt tokens)."""
+    messages = body.get("messages")
+    texts: list[str] = []
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.extend(part.get("text", "") for part in content
+                             if isinstance(part, dict) and isinstance(part.get("text"), str))
+    for key in ("prompt", "system"):
+        if isinstance(body.get(key), str):
+            texts.append(body[key])
+    return sum(len(text.split()) for text in texts)
+
+
+def concurrency_limit(app: web.Application, p: OpenAIParams) -> asyncio.Semaphore | None:
+    if not p.max_concurrency:
+        return None
+    return app[_LIMITS].setdefault(p.max_concurrency, asyncio.Semaphore(p.max_concurrency))
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -109,41 +151,51 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "created": int(time.time()), "model": model}
     if not body.get("stream"):
         text = "".join(token_text(i) for i in range(p.max_tokens))
+        prompt = prompt_words(body)
         return web.json_response({**base, "object": "chat.completion", "choices": [
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 8, "completion_tokens": p.max_tokens, "total_tokens": 8 + p.max_tokens}})
+            "usage": {"prompt_tokens": prompt, "completion_tokens": p.max_tokens,
+                      "total_tokens": prompt + p.max_tokens}})
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     usage_extra = {"usage": None} if include_usage else {}
 
-    limit = None
-    if p.max_concurrency:
-        limit = request.app[_LIMITS].setdefault(p.max_concurrency, asyncio.Semaphore(p.max_concurrency))
+    limit = concurrency_limit(request.app, p)
     with open_stream_scope(request):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                                "Cache-Control": "no-cache"})
         await response.prepare(request)
         write = response.write
-        await write(_chunk(base, {"role": "assistant", "content": ""}, **usage_extra))
+        if p.role_chunk:
+            await write(_chunk(base, {"role": "assistant", "content": ""}, **usage_extra))
         if limit is not None:
             await limit.acquire()   # queued behind the server's generating requests
         try:
             await asyncio.sleep(p.delay(p.ttft, rng))
-            for index in range(p.max_tokens):
+            for index, text in token_chunks(p):
                 if index:
                     await asyncio.sleep(p.delay(p.itl, rng))
                 if p.cut_after is not None and index >= p.cut_after:
                     if request.transport is not None:
                         request.transport.close()  # a stream cut mid-answer
                     return response
+                if p.error_after is not None and index >= p.error_after:
+                    error = {"error": {"message": "Injected failure (error_after).", "type": "server_error",
+                                       "code": 500}}
+                    await write(b"data: " + orjson.dumps(error) + b"\n\n")
+                    await write(b"data: [DONE]\n\n")
+                    await response.write_eof()
+                    return response
                 extra = {**usage_extra, **({"fanin_sent_ns": time.time_ns()} if p.ts else {})}
-                await write(_chunk(base, {"content": token_text(index)}, **extra))
+                delta = {"content": text} if index or p.role_chunk else {"role": "assistant", "content": text}
+                await write(_chunk(base, delta, **extra))
         finally:
             if limit is not None:
                 limit.release()
         await write(_chunk(base, {}, "length", **usage_extra))
         if include_usage:
-            usage = {"prompt_tokens": 8, "completion_tokens": p.max_tokens, "total_tokens": 8 + p.max_tokens}
+            prompt = prompt_words(body)
+            usage = {"prompt_tokens": prompt, "completion_tokens": p.max_tokens, "total_tokens": prompt + p.max_tokens}
             await write(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         await write(b"data: [DONE]\n\n")
         await response.write_eof()
