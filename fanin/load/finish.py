@@ -95,7 +95,7 @@ def finish(doc: dict[str, Any], options: LoadOptions) -> int:
 
     write_json(doc, options.json)
     if options.html:
-        from fanin.load.html_report import write_html
+        from fanin.measure.html_report import write_html
 
         write_html(doc, options.html)
     to_stderr = options.json == "-"

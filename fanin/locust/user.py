@@ -293,7 +293,7 @@ def _on_quitting(environment, **_kw) -> None:
             fh.write(orjson.dumps(report, default=_bytes_as_text, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     html_path = getattr(options, "sse_html", None)
     if html_path:
-        from fanin.load.html_report import write_html
+        from fanin.measure.html_report import write_html
 
         write_html(report, html_path)
     if any(not result["ok"] for result in report["thresholds"]):

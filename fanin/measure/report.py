@@ -10,7 +10,7 @@ from typing import Any
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.measure.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
+from fanin.measure.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics, new_histogram
 from fanin.measure.timeline import timeline_rows
 
 __all__ = [
@@ -270,7 +270,7 @@ def build_report(
             "saturated_by": saturated_by,
         },
         "warnings": warnings,
-        "timeline": timeline_rows(metrics.timeline_snapshot()),
+        "timeline": timeline_rows(metrics.timeline_snapshot(), new_histogram()),
     }
 
 

@@ -141,14 +141,12 @@ def _percentiles(buckets: dict[int, int], template) -> dict[str, float]:
     return out
 
 
-def timeline_rows(timeline: dict[str, Any]) -> list[dict[str, Any]]:
+def timeline_rows(timeline: dict[str, Any], template) -> list[dict[str, Any]]:
     """The JSON `timeline`: per step, seconds since the start, open streams, rates per second,
-    new errors by kind, and the count and p50/p90/p99 (ms) of what each histogram recorded in that step."""
-    from fanin.measure.metrics import new_histogram
-
+    new errors by kind, and the count and p50/p90/p99 (ms) of what each histogram recorded in that step.
+    `template` is an empty histogram of the run's layout (bucket index -> value)."""
     if not timeline.get("samples"):
         return []
-    template = new_histogram()
     start = timeline["start"]
     prev: dict[str, Any] = {name: 0 for name in CUMULATIVE}
     prev_errors: dict[str, int] = {}
