@@ -7,7 +7,17 @@ the consumer receiving it from the merged queue) p50/p99.
 
     .venv/bin/python benchmarks/scale.py [--max-streams 10000] [--seconds 10] [--offered 10000]
 
-Each size runs in its own process (clean RSS). Writes benchmarks/results/scale.json and scale.png."""
+Each size runs in its own process (clean RSS). Writes benchmarks/results/scale.json and scale.png.
+
+C100K: `--load 100000` instead holds that many streams with `fanin load` itself: one
+`fanin serve` process per loopback address (127.0.0.1, .2, ...), each holding at most
+--per-server streams, and `fanin load --workers K` with one worker per server (slot i goes to
+worker i mod K and URL i mod K, so each worker talks to one server address and has that
+address's whole ephemeral port range). Reports the client's RSS per stream (from the JSON
+report), each server's RSS growth per stream (psutil), open streams, events/s and the
+client's loop lag p99 after the warm-up. Writes benchmarks/results/scale_load.json.
+
+    .venv/bin/python benchmarks/scale.py --load 100000 [--per-server 16667] [--seconds 30]"""
 
 from __future__ import annotations
 
@@ -132,17 +142,90 @@ def chart(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def load_main(opts: argparse.Namespace) -> int:
+    """C100K: `fanin load` over several single-address servers (see the module docstring)."""
+    import psutil
+
+    from common import fanin_command
+
+    total = opts.load
+    servers = -(-total // opts.per_server)
+    fanin = fanin_command()
+    procs, urls = [], []
+    port = 18900
+    rate = opts.offered / total
+    try:
+        for i in range(servers):
+            host = f"127.0.0.{i + 1}"
+            procs.append(subprocess.Popen([*fanin, "serve", "--host", host, "--port", str(port), "--quiet"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT))
+            urls.append(f"http://{host}:{port}/stream?count=0&rate={rate:g}&ts=1&size=64")
+        time.sleep(3)
+        base = [psutil.Process(p.pid).memory_info().rss for p in procs]
+        report_path = RESULTS / "tmp" / "scale_load_report.json"
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        warmup = opts.open_timeout
+        cmd = [*fanin, "load", *urls, "-c", str(total), "--workers", str(servers), "--warmup", f"{warmup:g}s",
+               "-d", f"{warmup + opts.seconds:g}s", "--timeout", f"{warmup:g}s", "--latency-field", "ts", "--no-progress", "--json", str(report_path)]
+        held: list[int] = []
+
+        def server_rss() -> None:
+            held[:] = [psutil.Process(p.pid).memory_info().rss for p in procs]
+
+        client = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + warmup + opts.seconds + 300
+        while client.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+            if time.monotonic() > deadline - 300 - opts.seconds / 2:  # mid-window: every stream open
+                server_rss()
+        _, err = client.communicate(timeout=600)
+        report = orjson.loads(report_path.read_bytes())
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    active = report["connections"]["active_at_end"]
+    row = {
+        "streams": total,
+        "servers": servers,
+        "workers": report["client"]["workers"],
+        "peak_active": report["connections"]["peak_active"],
+        "active_at_end": active,
+        "connections_failed": report["connections"]["failed"],
+        "errors": report["errors"]["total"],
+        "events_per_s": report["events"]["per_s"],
+        "client_rss_per_stream_kib": report["client"]["rss_per_stream_kib"],
+        "client_rss_mib": round(report["client"]["rss_bytes"] / 2**20, 1),
+        "server_rss_per_stream_kib": round((sum(held) - sum(base)) / max(active, 1) / 1024, 2) if held else None,
+        "server_rss_mib": round(sum(held) / 2**20, 1) if held else None,
+        "client_lag_p99_ms": report["latency_ms"]["lag"]["p99"],
+        "client_cpu_percent_max": report["client"]["cpu_percent_max"],
+        "exit_status": client.returncode,
+    }
+    print(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
+    payload = {"benchmark": "scale_load", "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
+               "machine": machine(), "results": [row]}
+    save_json("scale_load", payload)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--max-streams", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=10.0, help="measured window per size")
     ap.add_argument("--offered", type=float, default=10000.0, help="events/s offered in all, split over the streams")
     ap.add_argument("--open-timeout", type=float, default=120.0)
+    ap.add_argument("--load", type=int, default=None, metavar="N",
+                    help="C100K: hold N streams with fanin load over several servers instead")
+    ap.add_argument("--per-server", type=int, default=16667, help="streams per server process and address (--load)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.child:
         return child_main(opts)
+    if opts.load:
+        return load_main(opts)
 
     rows = []
     for n in (s for s in SIZES if s <= opts.max_streams):

@@ -150,6 +150,7 @@ def test_processes_2_merge_exactly_and_a_breached_threshold_exits_1(tmp_path):
     with ServerThread() as server:
         proc = locust(tmp_path, LOCUSTFILE, "--headless", "--processes", "2", "-u", "4", "-r", "100", "-t", "3s",
                       "-H", server.url(""), "--only-summary", "--json-file", "locust", "--sse-json", "sse.json",
+                      "--sse-html", "sse.html",
                       "--sse-threshold", "p50_gap<1ms")  # the server paces events 20 ms apart: a breach
         code, out, seconds = finish(proc, 60)
         assert code == 1, out[-3000:]
@@ -158,6 +159,12 @@ def test_processes_2_merge_exactly_and_a_breached_threshold_exits_1(tmp_path):
         assert report["thresholds"][0]["ok"] is False
         check_counts(report, locust_entries(tmp_path / "locust.json"), server, users=4)
         check_merge(report, workers=2)
+        # The merged report as a page: charts over time from both workers' timelines.
+        page = (tmp_path / "sse.html").read_text()
+        for title in ("Open streams", "Events per second", "Gap between events", "End-to-end event latency"):
+            assert f'data-title="{title}"' in page
+        assert "<script" not in page and "src=" not in page and "href=" not in page
+        assert report["timeline"] and max(r["active"] for r in report["timeline"]) == 4  # samples: once a fold (1 s)
         assert_nothing_left(tmp_path, server)
 
 

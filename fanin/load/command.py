@@ -61,7 +61,14 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("measurement and output")
     out.add_argument("--latency-field", default=None, metavar="PATH", help="send timestamp in each event's JSON data")
     out.add_argument("--latency-unit", choices=LATENCY_UNITS, default="auto", help="its unit (auto: by magnitude)")
+    out.add_argument("--seq-ids", action="store_true",
+                     help="event ids are sequence numbers: count lost, duplicate and reordered events, and the "
+                          "time to resume after a drop (streams mode)")
+    out.add_argument("--seq-field", default=None, metavar="PATH",
+                     help="like --seq-ids, with the number at this path in each event's JSON data")
     out.add_argument("--json", default=None, metavar="FILE", help="write the whole report as JSON ('-' for stdout)")
+    out.add_argument("--html", default=None, metavar="FILE",
+                     help="also write the run as one self-contained HTML page (charts over time, tables)")
     out.add_argument("--threshold", action="append", default=[], metavar="EXPR", help="e.g. 'p99_ttfe<500ms' (repeatable)")
     out.add_argument("--no-progress", action="store_true", help="no live display (also off when stderr is not a TTY)")
     from fanin.load.request_command import add_request_mode_arguments
@@ -155,7 +162,11 @@ def options_from_args(args: argparse.Namespace):
         latency_field=_path(args.latency_field, "--latency-field"),
         latency_field_text=args.latency_field,
         latency_unit=args.latency_unit,
+        seq_ids=args.seq_ids,
+        seq_field=_path(args.seq_field, "--seq-field"),
+        seq_field_text=args.seq_field,
         json=args.json,
+        html=args.html,
         thresholds=tuple(parse_threshold(t) for t in args.threshold),
         progress=not args.no_progress and sys.stderr.isatty(),
         limit=args.requests,

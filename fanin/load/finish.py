@@ -94,6 +94,10 @@ def finish(doc: dict[str, Any], options: LoadOptions) -> int:
     from fanin.load.display import show
 
     write_json(doc, options.json)
+    if options.html:
+        from fanin.measure.html_report import write_html
+
+        write_html(doc, options.html)
     to_stderr = options.json == "-"
     if doc["type"] == "load_sweep":
         from fanin.load.sweep import sweep_table, sweep_verdict

@@ -52,8 +52,13 @@ class LoadOptions:
     latency_field_text: str | None = None
     latency_unit: str = "auto"
     json: str | None = None  # report file; "-" is stdout
+    html: str | None = None  # the self-contained HTML report (html_report.py)
     thresholds: tuple[Threshold, ...] = ()
     progress: bool = True
+    # delivery accounting (streams mode): the event id, or a number in the JSON data
+    seq_ids: bool = False
+    seq_field: tuple[str, ...] | None = None
+    seq_field_text: str | None = None
     # request mode
     limit: int | None = None  # -n/--requests
     request_rate: float | None = None
@@ -91,6 +96,13 @@ class LoadOptions:
         self._check()
 
     # ------------------------------------------------------------------ defaults applied
+    @property
+    def sequence(self) -> str | None:
+        """What numbers the events for delivery accounting: "id", "data PATH", or None (off)."""
+        if self.seq_ids:
+            return "id"
+        return f"data {self.seq_field_text}" if self.seq_field is not None else None
+
     @property
     def run_duration(self) -> float | None:
         """Seconds of the run; None in request mode with -n and no -d (until done)."""
@@ -182,12 +194,14 @@ class LoadOptions:
             raise UsageError("--duration must be more than 0")
         if self.warmup is not None and duration is not None and self.warmup >= duration:
             raise UsageError("--warmup must be shorter than --duration")
+        if self.seq_ids and self.seq_field is not None:
+            raise UsageError("give --seq-ids (the event id is the number) or --seq-field PATH, not both")
         if self.mode == "streams":
             self._check_streams()
         else:
             self._check_requests()
         self.stream_config()
-        for path in (self.json, self.chart_path if self.sweep else None, self.csv):
+        for path in (self.json, self.html, self.chart_path if self.sweep else None, self.csv):
             if path and path != "-":
                 check_output_path(path)
 
@@ -211,6 +225,9 @@ class LoadOptions:
 
     def _check_requests(self) -> None:
         explicit_c = self.connections is not None
+        if self.sequence is not None:
+            raise UsageError("--seq-ids and --seq-field count delivery on long-lived streams: use them with "
+                             "--mode streams")
         if self.request_rate is not None and explicit_c and not self.sweep:
             raise UsageError("give -c (closed loop: concurrent users) or --request-rate (open loop), not both")
         if self.request_rate is not None and not self.request_rate > 0:

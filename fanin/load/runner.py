@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fanin.load.kinds import LoadFailure
+from fanin.measure.loss import LossTracker
 from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.measure.metrics import LoadMetrics, record_corrected
 from fanin.measure.observer import LoadObserver, make_load_session, rss_bytes
 from fanin.stream import Request, SSEStream, StreamConfig
 
-__all__ = ["LoadPlan", "LoadRunner", "TICK_S"]
+__all__ = ["LoadPlan", "LoadRunner", "TICK_S", "OPENING_AT_ONCE"]
 
 TICK_S = 0.1
+OPENING_AT_ONCE = 256  # requests waiting for response headers at once (as the engine's FanIn)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class LoadPlan:
     latency_unit: str = "auto"
     warmup: float = 0.0  # seconds: gap/latency/lag histograms and rates start after this
     tick_s: float = TICK_S  # event-loop lag probe interval
+    sequence: str | None = None  # delivery accounting: "id", "data PATH", or None (off)
+    seq_field: tuple[str, ...] | None = None  # the path with "data PATH"
 
 
 class LoadRunner:
@@ -49,7 +53,11 @@ class LoadRunner:
         self.plan = plan
         self.progress = progress
         self.metrics = LoadMetrics()
-        self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit)
+        self.loss = (LossTracker(self.metrics, plan.total_slots, plan.seq_field)
+                     if plan.sequence is not None else None)
+        self.observer = LoadObserver(self.metrics, plan.total_slots, plan.latency_path, plan.latency_unit,
+                                     loss=self.loss)
+        self._open_gate: asyncio.Semaphore | None = None  # made in run(), inside the loop
         self.stopping = False
         self._stop = asyncio.Event()
         self.cpu_percents: list[float] = []
@@ -65,7 +73,9 @@ class LoadRunner:
             await asyncio.sleep(delay)
         request = self.plan.requests[slot % len(self.plan.requests)]
         while not self.stopping:
-            stream = SSEStream(session, slot, request, self.plan.config, self.observer)
+            if self.loss is not None:
+                self.loss.new_stream(slot)
+            stream = SSEStream(session, slot, request, self.plan.config, self.observer, open_gate=self._open_gate)
             try:
                 report = await stream.run(self.observer.deliver)
             except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
@@ -148,6 +158,9 @@ class LoadRunner:
         plan = self.plan
         loop = asyncio.get_running_loop()
         session = make_load_session()
+        # Like FanIn: at most OPENING_AT_ONCE requests wait for their response headers at
+        # once. 100,000 requests in flight together leave the allocator at their peak.
+        self._open_gate = asyncio.Semaphore(OPENING_AT_ONCE)
         try:
             rss_base = rss_bytes()
             self._cpu_start = time.process_time()
@@ -181,6 +194,8 @@ class LoadRunner:
             "rss_growth_bytes": max(0, rss_end - rss_base),
         }
         gc.unfreeze()
+        if self.loss is not None:
+            self.metrics.loss_listed = self.loss.listed()
         window = Window(
             from_s=round(self.window["from_s"], 3),
             events=self.metrics.events - self.window["events"],

@@ -80,6 +80,7 @@ def stream_plans(options: LoadOptions) -> list:
             requests=list(options.requests), config=config, slots=slots,
             start_offsets=[offsets[s] for s in slots], total_slots=total, duration=duration,
             latency_path=options.latency_field, latency_unit=options.latency_unit, warmup=options.warmup_s,
+            sequence=options.sequence, seq_field=options.seq_field,
         ))
     return plans
 
@@ -100,6 +101,7 @@ def _settings(options: LoadOptions) -> dict[str, Any]:
         "latency_field": options.latency_field_text,
         "latency_unit": options.latency_unit,
         "warmup_s": options.warmup_s,
+        "sequence": options.sequence,
     }
 
 
@@ -135,6 +137,10 @@ def run_streams(options: LoadOptions) -> int:
         client=client,
         warnings=warnings,
     )
+    if options.sequence is not None:
+        from fanin.measure.loss import delivery_section
+
+        report["delivery"] = delivery_section(metrics, metrics.loss_listed, options.sequence)
     judge(report, result, options)
     return finish(report, options)
 

@@ -94,6 +94,19 @@ def report_table(report: dict[str, Any]) -> Table:
                 f"{100 * requests['goodput_ratio']:.1f}% of requests) met {' and '.join(requests['slos'])}",
             )
         summary.add_row("tokens", f"{tokens['total']:,} ({_count(tokens['per_s'])}/s; counted from {tokens['source']})")
+    delivery = report.get("delivery")
+    if delivery is not None:
+        resume = delivery["resume_ms"]
+        summary.add_row(
+            "delivery",
+            f"lost {delivery['lost']:,}, duplicates {delivery['duplicates']:,}, reordered {delivery['reordered']:,} "
+            f"over {plural(delivery['streams_tracked'], 'stream', thousands=True)} numbered by "
+            f"{delivery['sequence']}"
+            + (f"; resumed after a drop {plural(resume['count'], 'time', thousands=True)}, p99 {_ms(resume['p99'])}"
+               if resume["count"] else "")
+            + (f"; {delivery['events_without_number']:,} events without a number"
+               if delivery["events_without_number"] else ""),
+        )
     by_kind = ", ".join(f"{k} {v:,}" for k, v in errors["by_kind"].items()) or "none"
     summary.add_row("errors", f"{errors['total']:,} ({by_kind})")
     rss = client.get("rss_per_stream_kib")

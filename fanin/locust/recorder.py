@@ -101,11 +101,13 @@ class LoopRecorder:
         records = self.records.copy()
         self.records.clear()  # in place: live observers keep a reference to this list
         folds: list[tuple[str, str, list[tuple[int, int]]]] = []
+        now = time.time()
         for name, metrics in self.metrics.items():
             for hist_name, measure in FOLDED:
                 fresh = _take_pending(metrics.hist[hist_name])
                 if fresh:
                     folds.append((measure, name, fresh))
+            metrics.sample_active(now)  # the run over time (--sse-html's charts)
         snapshot = {name: metrics.snapshot() for name, metrics in self.metrics.items()}
         return {"records": records, "folds": folds, "snapshot": snapshot}
 

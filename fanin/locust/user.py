@@ -232,6 +232,8 @@ def _threshold(text: str) -> str:
 def _add_options(parser) -> None:
     parser.add_argument("--sse-json", metavar="FILE", default=None, include_in_web_ui=False,
                        help="write fanin's exact SSE report (merged over workers) as JSON to FILE")
+    parser.add_argument("--sse-html", metavar="FILE", default=None, include_in_web_ui=False,
+                       help="write that report as one self-contained HTML page (charts over time) to FILE")
     parser.add_argument("--sse-threshold", metavar="EXPR", action="append", default=[], type=_threshold,
                        include_in_web_ui=False,
                        help="fail the run (exit status 1) unless EXPR holds, e.g. 'p99_ttfe<500ms' (repeatable)")
@@ -288,7 +290,12 @@ def _on_quitting(environment, **_kw) -> None:
     path = getattr(options, "sse_json", None)
     if path:
         with open(path, "wb") as fh:
-            fh.write(orjson.dumps(report, default=_bytes_as_text, option=orjson.OPT_INDENT_2))
+            fh.write(orjson.dumps(report, default=_bytes_as_text, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    html_path = getattr(options, "sse_html", None)
+    if html_path:
+        from fanin.measure.html_report import write_html
+
+        write_html(report, html_path)
     if any(not result["ok"] for result in report["thresholds"]):
         environment.process_exit_code = 1
 

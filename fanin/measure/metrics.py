@@ -13,7 +13,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "RATE_HISTOGRAMS", "COUNTERS", "Recorder", "LoadMetrics", "new_histogram",
+__all__ = ["HISTOGRAMS", "REQUEST_HISTOGRAMS", "RATE_HISTOGRAMS", "DELIVERY_HISTOGRAMS", "COUNTERS", "Recorder",
+           "LoadMetrics", "new_histogram",
            "record_corrected", "peak_of_timelines", "ACTIVE_SAMPLE_S"]
 
 # Every histogram holds microseconds, from 1 µs to 1 h at 3 significant figures.
@@ -25,6 +26,9 @@ REQUEST_HISTOGRAMS = ("ttft", "itl", "tpot", "e2e", "start_delay", "ttst", "queu
 # Request mode, not times: each request's output speed after its first token, kept in
 # thousandths of a token per second so that summary_ms() reads it in tokens per second.
 RATE_HISTOGRAMS = ("user_tps",)
+# Push-stream delivery (`--seq-ids`/`--seq-field`, see loss.py): time from a dropped stream to
+# its next delivered event.
+DELIVERY_HISTOGRAMS = ("resume",)
 ACTIVE_SAMPLE_S = 0.1  # open streams are sampled on this wall-clock grid, so workers line up
 COUNTERS = (
     "connections_opened",  # responses accepted (200 + text/event-stream)
@@ -50,6 +54,12 @@ COUNTERS = (
     "tokens_by_usage",  # completed requests whose output tokens came from the server's usage
     "tokens_by_chunks",  # ... counted one per content chunk (no usage, no --tokenizer)
     "tokens_by_tokenizer",  # ... counted by --tokenizer over the streamed text
+    # delivery accounting (--seq-ids / --seq-field; see loss.py)
+    "seq_streams",  # streams whose events carried sequence numbers
+    "lost",  # numbers skipped (a gap) and never delivered later
+    "duplicates",  # numbers delivered again
+    "reordered",  # numbers that arrived after a later one (first counted lost)
+    "seq_missing",  # events without a usable sequence number
 )
 
 
@@ -188,15 +198,25 @@ class LoadMetrics:
             setattr(self, name, 0)
         self.errors: Counter[str] = Counter()  # kind -> count (engine's failure kinds)
         self.error_examples: dict[str, str] = {}  # kind -> one message, for the report
-        self.hist: dict[str, Recorder] = {name: Recorder()
-                                         for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *RATE_HISTOGRAMS)}
+        self.hist: dict[str, Recorder] = {
+            name: Recorder() for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *RATE_HISTOGRAMS, *DELIVERY_HISTOGRAMS)}
+        self.loss_listed: list[list[int]] = []  # [slot, lost, duplicates, reordered] per stream with an anomaly
         self.active = 0  # streams open right now
         self.peak_active = 0  # exact in one process; across processes, the peak of the sampled sums
         self.active_timeline: dict[int, int] = {}  # wall-clock slot (ACTIVE_SAMPLE_S) -> open streams
+        from fanin.measure.timeline import Timeline
+
+        self.timeline = Timeline()  # the run over time (the HTML report, the JSON timeline)
+        self.merged_timeline: dict[str, Any] | None = None  # set by merge()
 
     def sample_active(self, wall_s: float) -> None:
         """Note how many streams are open now, on the shared wall-clock grid (see merge)."""
         self.active_timeline[int(wall_s / ACTIVE_SAMPLE_S)] = self.active
+        self.timeline.maybe_sample(self, wall_s)
+
+    def timeline_snapshot(self) -> dict[str, Any]:
+        """This process's timeline, or the merged one of several processes."""
+        return self.merged_timeline if self.merged_timeline is not None else self.timeline.snapshot()
 
     def flush(self) -> None:
         for rec in self.hist.values():
@@ -216,6 +236,8 @@ class LoadMetrics:
             "active": self.active,
             "peak_active": self.peak_active,
             "active_timeline": dict(self.active_timeline),
+            "loss_listed": list(self.loss_listed),
+            "timeline": self.timeline_snapshot(),
         }
 
     @classmethod
@@ -232,8 +254,12 @@ class LoadMetrics:
             for name, blob in snap["hist"].items():
                 if name in merged.hist:
                     merged.hist[name].hist.decode_and_add(blob)
+            merged.loss_listed.extend(snap.get("loss_listed", ()))
             merged.active += snap["active"]
             timelines.append(snap.get("active_timeline") or {})
+        from fanin.measure.timeline import merge_timelines
+
+        merged.merged_timeline = merge_timelines([snap.get("timeline") for snap in snapshots])
         if len(snapshots) == 1:
             merged.peak_active = snapshots[0]["peak_active"]  # exact: counted on every open
             merged.active_timeline = dict(timelines[0])

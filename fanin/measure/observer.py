@@ -51,8 +51,10 @@ def guess_unit_ns(value: float) -> float:
 class LoadObserver(StreamObserver):
     """Engine hooks and delivered batches -> LoadMetrics, with as little work per event as possible."""
 
-    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str):
+    def __init__(self, metrics: LoadMetrics, slots: int, latency_path: tuple[str, ...] | None, latency_unit: str,
+                 loss=None):
         self.m = metrics
+        self.loss = loss  # delivery accounting (fanin.measure.loss.LossTracker), when the events are numbered
         self.connected = bytearray(slots)
         self.open_ns = [0] * slots  # request start of the current connection
         self.last_ns = [0] * slots  # arrival of the last read with events (0: none yet)
@@ -95,6 +97,8 @@ class LoadObserver(StreamObserver):
             self.connected[source] = 0
             m.active -= 1
             m.stream_errors += 1
+            if self.loss is not None:
+                self.loss.dropped(source)
         else:
             m.connections_failed += 1
 
@@ -130,6 +134,8 @@ class LoadObserver(StreamObserver):
         if n > 1:  # the rest arrived in the same read: gap 0
             self._gap_rec.zeros += n - 1
         self.last_ns[source] = arrival
+        if self.loss is not None:
+            self.loss.batch(source, batch.messages, arrival)
         if self.latency_path is not None:
             self._record_latency(batch.messages, batch.wall_ns)
 

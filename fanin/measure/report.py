@@ -10,7 +10,8 @@ from typing import Any
 
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
-from fanin.measure.metrics import HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics
+from fanin.measure.metrics import DELIVERY_HISTOGRAMS, HISTOGRAMS, REQUEST_HISTOGRAMS, LoadMetrics, new_histogram
+from fanin.measure.timeline import timeline_rows
 
 __all__ = [
     "Threshold",
@@ -81,8 +82,13 @@ COUNT_METRICS = (
     "goodput_ratio",
     "tokens",
     "tokens_per_s",
+    # delivery (--seq-ids / --seq-field; without them a threshold on these fails: no data)
+    "lost",
+    "duplicates",
+    "reordered",
 )
-TIME_METRICS = tuple(f"{stat}_{name}" for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS) for stat in _STATS)
+TIME_METRICS = tuple(f"{stat}_{name}" for name in (*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS)
+                     for stat in _STATS)
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,8 @@ def parse_threshold(expr: str) -> Threshold:
     else:
         raise UsageError(
             f"--threshold: unknown metric {metric!r}; a time is STATISTIC_METRIC (e.g. p99_ttfe), with "
-            f"statistics {', '.join(_STATS)} and metrics {', '.join((*HISTOGRAMS, *REQUEST_HISTOGRAMS))}; "
+            f"statistics {', '.join(_STATS)} and metrics "
+            f"{', '.join((*HISTOGRAMS, *REQUEST_HISTOGRAMS, *DELIVERY_HISTOGRAMS))}; "
             f"or a count: {', '.join(COUNT_METRICS)}"
         )
     return Threshold(expr=expr.strip(), metric=metric, op=op, value=value)
@@ -161,6 +168,11 @@ def flat_metrics(report: dict[str, Any]) -> dict[str, float | None]:
         rss_per_stream_kib=report["client"]["rss_per_stream_kib"],
         cpu_us_per_event=report["client"].get("cpu_us_per_event"),
     )
+    delivery = report.get("delivery")
+    if delivery is not None:
+        flat.update(lost=delivery["lost"], duplicates=delivery["duplicates"], reordered=delivery["reordered"])
+        for stat in _STATS:
+            flat[f"{stat}_resume"] = delivery["resume_ms"].get(stat)
     requests, tokens = report.get("requests"), report.get("tokens")
     if requests is not None:
         flat.update(
@@ -258,6 +270,7 @@ def build_report(
             "saturated_by": saturated_by,
         },
         "warnings": warnings,
+        "timeline": timeline_rows(metrics.timeline_snapshot(), new_histogram()),
     }
 
 

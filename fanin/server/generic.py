@@ -32,6 +32,7 @@ fanin built-in SSE server. Endpoints (query parameters):
           size=16 (data bytes; data starts with the sequence number) ids=1 start=1
           retry=MS event=TYPE ts=1 (data is {"seq":N,"ts":EPOCH,"pad":"..."})
           faults: abort_every=K stall_after=N heartbeat=S close_after=N
+                  drop_every=K (ids K, 2K, ... are never sent: a gap to count)
                   status=CODE retry_after=S fail_first=N content_type=TYPE line_forever=1
           A Last-Event-ID: N header resumes at N+1. Unknown parameters are ignored
           (add tag=... to give a fail_first counter its own key).
@@ -212,13 +213,18 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     elif params.status is not None:
         return _status_response(params.status, params.retry_after)
 
+    try:
+        drop_every = get_int({**request.app[_DEFAULTS], **request.query}, "drop_every", 0)
+    except BadParameter as exc:
+        return _bad_request(str(exc))
+
     with open_stream_scope(request):
         resp = await _prepare_stream(request, params.content_type)
         try:
             if params.line_forever:
                 await _send_endless_line(resp)
             else:
-                await _send_events(request, resp, params)
+                await _send_events(request, resp, params, drop_every)
         except ConnectionError:
             pass   # the client went away; nothing to tell anyone
         return resp
@@ -245,7 +251,8 @@ def _events_until_checkpoint(sent: int, params: StreamParams) -> int:
     return room
 
 
-async def _send_events(request: web.Request, resp: web.StreamResponse, params: StreamParams) -> None:
+async def _send_events(request: web.Request, resp: web.StreamResponse, params: StreamParams,
+                       drop_every: int = 0) -> None:
     builder = EventBuilder(ids=params.ids, event=params.event, size=params.size, ts=params.ts)
     seq = _first_seq(request, params.start)
     last = params.start + params.count - 1 if params.count else None
@@ -281,6 +288,11 @@ async def _send_events(request: web.Request, resp: web.StreamResponse, params: S
             n = min(n, _events_until_checkpoint(sent, params))
             if last is not None:
                 n = min(n, last - seq + 1)
+            if drop_every:  # the drop fault: id seq is skipped when a multiple of K
+                if seq % drop_every == 0:
+                    seq += 1
+                    continue
+                n = min(n, drop_every - seq % drop_every)
             if ticker is not None:
                 credit -= n
             await resp.write(builder.build(seq, n))
