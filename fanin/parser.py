@@ -268,7 +268,7 @@ class SSEParser:
             if self._charged:
                 self._charge(0)
             # Without the inner frames: their locals hold the oversized event, and a
-            # caller (tenacity's retry state, say) may keep the exception a long time.
+            # caller (a retry loop holding the last failure, say) may keep the exception a long time.
             raise exc.with_traceback(None)  # noqa: B904 (the same exception, re-raised bare)
         return out
 

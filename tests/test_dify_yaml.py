@@ -124,7 +124,7 @@ def test_package_ships_requirements_txt_as_its_only_dependency_file():
     assert "pyproject.toml" in ignored
     assert "requirements.txt" not in ignored
     pins = (ROOT / "requirements.txt").read_text()
-    for package in ("dify_plugin==", "aiohttp==", "tenacity==", "orjson=="):
+    for package in ("dify_plugin==", "aiohttp==", "orjson=="):
         assert package in pins
 
 

@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).with_name("uv")
-ENGINE_DEPENDENCIES = {"aiohttp", "orjson", "tenacity"}
+ENGINE_DEPENDENCIES = {"aiohttp", "orjson"}
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Which optional extra a sub-command needs, checked before it starts.
 
-`pip install sse-fanin` is the engine alone (aiohttp, orjson, tenacity); each face's own
+`pip install sse-fanin` is the engine alone (aiohttp, orjson); each face's own
 dependencies come with an extra. Without the one a command needs, the command says so in one
 line that names the extra and the pip command, rather than failing with an ImportError."""
 
