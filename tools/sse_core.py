@@ -21,7 +21,7 @@ from fanin.embed.bridge import BridgeDeadline
 from fanin.embed.netguard import AddressGuard
 from fanin.errors import FaninError
 from fanin.events import SourceError, Summary
-from fanin.extract import get_path, parse_path
+from fanin.extract import parse_path, text_at
 from fanin.stream import MISSING, Request, StreamConfig
 
 from tools import params as P
@@ -102,22 +102,6 @@ def _language(p: dict[str, Any]) -> str:
     return by_lower[value.lower()]
 
 
-def _extracted_text(data: str, parts: tuple[str, ...]) -> str | None:
-    try:
-        value = get_path(orjson.loads(data), parts)
-    except orjson.JSONDecodeError:
-        return None
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
 def _cap_text(text: str) -> tuple[str, bool]:
     """Cut on the serialised size (escaped quotes and newlines count), with a marker."""
     capped = fit(text, MESSAGE_BUDGET)
@@ -157,7 +141,7 @@ def run_sse_request(plan: SsePlan, *, guard: AddressGuard | None = None) -> Iter
                             events.append(record)
                             events_bytes += size
                     if extract is not None:
-                        piece = _extracted_text(item.data, extract)
+                        piece = text_at(item.data, extract)
                     elif mode in ("data", "ndjson"):
                         piece = item.data + "\n"
                     else:
