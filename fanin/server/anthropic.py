@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .openai import OpenAIParams, concurrency_limit, prompt_words, token_chunks, token_text
+from .openai import OpenAIParams, concurrency_limit, json_object_body, prompt_words, token_chunks, token_text
 from .params import BadParameter
 from .stats import open_stream_scope
 
@@ -42,12 +42,9 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        return _error(400, "The request body is not valid JSON.")
-    if not isinstance(body, dict):
-        return _error(400, "The request body must be a JSON object.")
+    body, problem = await json_object_body(request)
+    if body is None:
+        return _error(400, problem)
     if not isinstance(body.get("messages"), list):
         return _error(400, "messages: Field required")
     try:

@@ -123,6 +123,18 @@ def concurrency_limit(app: web.Application, p: OpenAIParams) -> asyncio.Semaphor
     return app[_LIMITS].setdefault(p.max_concurrency, asyncio.Semaphore(p.max_concurrency))
 
 
+async def json_object_body(request: web.Request) -> tuple[dict[str, Any] | None, str]:
+    """The request's JSON object body, or None and the one-line reason it is not one (both
+    stand-in LLM APIs answer that with a 400 in their own error shape)."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return None, "The request body is not valid JSON."
+    if not isinstance(body, dict):
+        return None, "The request body must be a JSON object."
+    return body, ""
+
+
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
@@ -133,12 +145,9 @@ def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = Non
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        return _error(400, "The request body is not valid JSON.")
-    if not isinstance(body, dict):
-        return _error(400, "The request body must be a JSON object.")
+    body, problem = await json_object_body(request)
+    if body is None:
+        return _error(400, problem)
     try:
         p = OpenAIParams.parse(request.query, body)
     except BadParameter as exc:
