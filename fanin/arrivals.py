@@ -41,8 +41,8 @@ class ArrivalQueue:
 
     async def put(self, batch: Batch) -> None:
         """Queue one read's batch in stamp order; waits while the queue is over its limit.
-        Equal stamps: the lower source index goes first (the README, `fanin stream`,
-        "Output"). The deque is in stamp order, so the items with this stamp are a run at
+        Equal stamps: the lower source index goes first (docs/cli.md,
+        `fanin stream`, "Order"). The deque is in stamp order, so the items with this stamp are a run at
         its end: step back over every one of them from a higher source."""
         items = self._items
         stamp, source = batch.arrival_ns, batch.source

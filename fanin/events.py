@@ -1,5 +1,5 @@
 """The records the engine hands out (events, per-source errors, the summary) and their
-orjson serialisation. Field names are a contract (docs/cli.md, "Output"):
+orjson serialisation. Field names are a contract (docs/cli.md, "Output: `ndjson`"):
 tools, the CLI and users parse them, so never rename one."""
 
 from __future__ import annotations
