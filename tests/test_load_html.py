@@ -117,6 +117,7 @@ def test_streams_report_renders_in_a_browser(server, tmp_path):
     for section in ("Summary", "Percentiles", "Settings", "delivery", "lost 0"):
         assert section in dom
     assert 'id="verdict"' in dom and "passed" in dom
+    assert "2 processes," in dom and "process(es)" not in dom  # one language: counted words agree
     # The timeline in the JSON, merged over the two processes, holds every first event exactly.
     rows = report["timeline"]
     assert len(rows) >= 2 and all(r["active"] <= 6 for r in rows)

@@ -12,6 +12,8 @@ import html
 import math
 from typing import Any
 
+from fanin.wording import plural
+
 __all__ = ["render_html", "write_html", "line_chart"]
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -180,7 +182,7 @@ def _summary(report: dict[str, Any]) -> str:
                    f"({_fmt(events['bytes_per_s'])} B/s)"),
         ("errors", f"{_fmt(errors['total'])} (" + (", ".join(f"{k} {_fmt(v)}" for k, v in errors["by_kind"].items())
                                                    or "none") + ")"),
-        ("client", f"{_fmt(client.get('workers', 1))} process(es), CPU max {_fmt(client.get('cpu_percent_max'))}%, "
+        ("client", f"{plural(int(client.get('workers') or 1), 'process', 'processes')}, CPU max {_fmt(client.get('cpu_percent_max'))}%, "
                    f"RSS {_fmt(round(client.get('rss_bytes', 0) / 2**20, 1))} MiB, "
                    f"{_fmt(client.get('rss_per_stream_kib'))} KiB per stream, "
                    f"{_fmt(client.get('cpu_us_per_event'))} µs CPU per event"
