@@ -15,7 +15,6 @@ openai.py's."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
@@ -24,7 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .openai import OpenAIParams, concurrency_limit, json_object_body, prompt_words, token_chunks, token_text
+from .openai import (OpenAIParams, concurrency_limit, fault_at, json_object_body, paced_chunks, prompt_words,
+                     token_text)
 from .params import BadParameter
 from .stats import open_stream_scope
 
@@ -79,15 +79,11 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if limit is not None:
             await limit.acquire()
         try:
-            await asyncio.sleep(p.delay(p.ttft, rng))
-            for index, text in token_chunks(p):
-                if index:
-                    await asyncio.sleep(p.delay(p.itl, rng))
-                if p.cut_after is not None and index >= p.cut_after:
-                    if request.transport is not None:
-                        request.transport.close()
+            async for index, text in paced_chunks(p, rng):
+                fault = fault_at(p, index, request)
+                if fault == "cut":
                     return response
-                if p.error_after is not None and index >= p.error_after:
+                if fault == "error":
                     await write(_event("error", {"error": {"type": "overloaded_error", "message": "Overloaded"}}))
                     await response.write_eof()
                     return response

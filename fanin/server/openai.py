@@ -24,6 +24,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Mapping
 
 import orjson
@@ -93,6 +94,29 @@ def token_chunks(p: OpenAIParams) -> list[tuple[int, str]]:
     """(first token index, text) of each content chunk: `tokens_per_chunk` tokens a chunk."""
     return [(i, chunk_texts(i, min(p.tokens_per_chunk, p.max_tokens - i)))
             for i in range(0, p.max_tokens, p.tokens_per_chunk)]
+
+
+async def paced_chunks(p: OpenAIParams, rng: random.Random) -> AsyncIterator[tuple[int, str]]:
+    """The answer's chunks at the configured pace, as both stand-in LLMs send them: TTFT
+    before the first chunk, ITL before each next one."""
+    await asyncio.sleep(p.delay(p.ttft, rng))
+    for index, text in token_chunks(p):
+        if index:
+            await asyncio.sleep(p.delay(p.itl, rng))
+        yield index, text
+
+
+def fault_at(p: OpenAIParams, index: int, request: web.Request) -> str | None:
+    """The injected fault due before the chunk starting at token `index`: "cut" (the
+    connection is closed here, mid-answer), "error" (the caller sends its API's error
+    event), or None."""
+    if p.cut_after is not None and index >= p.cut_after:
+        if request.transport is not None:
+            request.transport.close()
+        return "cut"
+    if p.error_after is not None and index >= p.error_after:
+        return "error"
+    return None
 
 
 def chunk_texts(first: int, n: int) -> str:
@@ -180,15 +204,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if limit is not None:
             await limit.acquire()   # queued behind the server's generating requests
         try:
-            await asyncio.sleep(p.delay(p.ttft, rng))
-            for index, text in token_chunks(p):
-                if index:
-                    await asyncio.sleep(p.delay(p.itl, rng))
-                if p.cut_after is not None and index >= p.cut_after:
-                    if request.transport is not None:
-                        request.transport.close()  # a stream cut mid-answer
+            async for index, text in paced_chunks(p, rng):
+                fault = fault_at(p, index, request)
+                if fault == "cut":
                     return response
-                if p.error_after is not None and index >= p.error_after:
+                if fault == "error":
                     error = {"error": {"message": "Injected failure (error_after).", "type": "server_error",
                                        "code": 500}}
                     await write(b"data: " + orjson.dumps(error) + b"\n\n")
