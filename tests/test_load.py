@@ -12,6 +12,7 @@ import pytest
 from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
 from fanin.cli.main import main as fanin_main
+from load_run import run_load
 from fanin.measure.metrics import LoadMetrics, Recorder, new_histogram
 from fanin.measure.report import parse_threshold
 from fanin.server.app import ServerThread
@@ -22,15 +23,6 @@ from fanin.server.app import ServerThread
 def server():
     with ServerThread() as srv:
         yield srv
-
-
-def run_load(argv: list[str], tmp_path, capsys) -> tuple[int, dict, str]:
-    """Run `fanin load` in-process; returns (exit status, JSON report, stderr)."""
-    report_path = tmp_path / "report.json"
-    code = fanin_main(["load", *argv, "--no-progress", "--json", str(report_path)])
-    captured = capsys.readouterr()
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return code, report, captured.err + captured.out
 
 
 # --------------------------------------------------------------------------- real runs

@@ -5,11 +5,10 @@ late arrivals are told apart, and `lost==0` gates a run."""
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
-from fanin.cli.main import main as fanin_main
+from load_run import run_load
 from fanin.measure.loss import LossTracker
 from fanin.measure.metrics import LoadMetrics
 from fanin.server.app import ServerThread
@@ -19,14 +18,6 @@ from fanin.server.app import ServerThread
 def server():
     with ServerThread() as srv:
         yield srv
-
-
-def run_load(argv: list[str], tmp_path, capsys) -> tuple[int, dict, str]:
-    report_path = tmp_path / "report.json"
-    code = fanin_main(["load", *argv, "--no-progress", "--json", str(report_path)])
-    captured = capsys.readouterr()
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return code, report, captured.err + captured.out
 
 
 def events(*ids) -> list:

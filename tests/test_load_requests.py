@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from fanin.cli.main import main as fanin_main
+import load_run
 from fanin.server.app import ServerThread
 
 CHAT = "/v1/chat/completions"
@@ -30,11 +31,7 @@ def server():
 
 
 def run_load(argv: list[str], tmp_path, capsys) -> tuple[int, dict, str]:
-    report_path = tmp_path / "report.json"
-    code = fanin_main(["load", "--mode", "requests", *argv, "--no-progress", "--json", str(report_path)])
-    captured = capsys.readouterr()
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return code, report, captured.err + captured.out
+    return load_run.run_load(argv, tmp_path, capsys, mode="requests")
 
 
 def issued(report: dict) -> int:
