@@ -163,7 +163,8 @@ class SSEStream:
 
     def __init__(self, session: aiohttp.ClientSession, source: int, request: Request,
                  config: StreamConfig, observer: StreamObserver | None = None, *,
-                 check_hop: HopCheck | None = None, open_gate: asyncio.Semaphore | None = None) -> None:
+                 check_hop: HopCheck | None = None, open_gate: asyncio.Semaphore | None = None,
+                 shown: tuple[Secrets, str] | None = None) -> None:
         self.session = session
         surface_body_errors(session.connector)  # a malformed body fails at once, never hangs
         self.source = source
@@ -174,8 +175,9 @@ class SSEStream:
         # Shared by the sources of one run: bounds the requests waiting for their response
         # headers at once (see FanIn). The connect timeout starts once a place is held.
         self.open_gate = open_gate or contextlib.nullcontext()
-        self.secrets = request.secrets  # the boundary: every text this source makes passes secrets.scrub
-        self.url = self.secrets.display_url(request.url)
+        # The boundary: every text this source makes passes secrets.scrub. `shown` is
+        # (request.secrets, request.display_url) made once for the many streams of one request.
+        self.secrets, self.url = shown or (request.secrets, request.display_url)
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size,

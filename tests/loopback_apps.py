@@ -21,7 +21,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 async def _start(runner: web.AppRunner) -> int:
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)  # bursts of connections are accepted, not re-sent SYNs
     await site.start()
     return runner.addresses[0][1]
 

@@ -7,7 +7,10 @@
    `deflate`, `br`), anything else fails by name, and a small compressed body cannot
    expand in memory;
 3. a body framed only by the connection's close, cut inside an event, is a cut (reconnect
-   with Last-Event-ID), not a clean end."""
+   with Last-Event-ID), not a clean end.
+
+Every case runs twice: on the engine's aiohttp session and on `fanin load`'s lean client
+(fanin/load/lean_http.py), which must fail each one with the same kind."""
 
 from __future__ import annotations
 
@@ -21,11 +24,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from fanin.decoding import SUPPORTED
+from fanin.load.lean_http import LeanSession
 from fanin.events import Event
 from fanin.merge import FanIn
 from fanin.stream import Request, StreamConfig
 
 FAST = dict(default_retry_ms=10, max_backoff=0.05)
+SESSIONS: dict[str, object] = {"factory": None}  # None: the engine's own aiohttp session
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "lean"])
+def client(request):
+    """Which HTTP client the case runs on (see the module docstring)."""
+    SESSIONS["factory"] = LeanSession if request.param == "lean" else None
+    yield request.param
+    SESSIONS["factory"] = None
 Script = Callable[[asyncio.StreamWriter, bytes, int], Awaitable[None]]
 
 
@@ -53,6 +66,7 @@ async def raw_server(script: Script) -> AsyncIterator[tuple[str, list[bytes]]]:
 
 
 async def run(url: str, config: StreamConfig | None = None, **kw):
+    kw.setdefault("connector_factory", SESSIONS["factory"])
     fan = FanIn([Request(url)], config or StreamConfig(**FAST), **kw)
     events: list[Event] = []
     async with asyncio.timeout(30):  # a hang fails the test instead of holding the suite

@@ -67,7 +67,7 @@ def test_the_wheel_requires_only_the_engine_and_offers_each_face_as_an_extra(whe
 def test_bare_install_has_no_face_dependencies(bare_venv):
     proc = run(bare_venv, "python", "-c",
                "import importlib.util as u, fanin, fanin.merge, fanin.parser\n"
-               "print([m for m in ('rich', 'hdrh', 'uvloop', 'locust', 'dify_plugin') if u.find_spec(m)])")
+               "print([m for m in ('rich', 'hdrh', 'httptools', 'uvloop', 'locust', 'dify_plugin') if u.find_spec(m)])")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

@@ -26,11 +26,17 @@ def server():
 
 
 # --------------------------------------------------------------------------- real runs
-def test_counts_and_percentiles_at_a_known_rate(server, tmp_path, capsys):
+# The first three run on both stream clients: the lean default and the engine's aiohttp.
+CLIENTS = pytest.mark.parametrize("client", ["lean", "aiohttp"])
+
+
+@CLIENTS
+def test_counts_and_percentiles_at_a_known_rate(server, tmp_path, capsys, client):
     # 5 streams x 20 events/s x 2 s: ~200 events, gaps of ~50 ms, latency from the ts field.
     url = server.url("/stream?count=0&rate=20&ts=1")
-    code, report, _ = run_load([url, "-c", "5", "-d", "2s", "--latency-field", "ts"], tmp_path, capsys)
-    assert code == 0
+    code, report, _ = run_load([url, "-c", "5", "-d", "2s", "--latency-field", "ts", "--http-client", client],
+                               tmp_path, capsys)
+    assert code == 0 and report["settings"]["http_client"] == client
     conns, events, lat = report["connections"], report["events"], report["latency_ms"]
     assert conns["opened"] == 5 and conns["active_at_end"] == 5 and conns["peak_active"] == 5
     assert conns["failed"] == 0 and conns["reconnects"] == 0 and report["errors"]["total"] == 0
@@ -47,13 +53,15 @@ def test_counts_and_percentiles_at_a_known_rate(server, tmp_path, capsys):
     assert lat["lag"]["count"] >= 10  # the 100 ms loop-lag sampler ran
 
 
-def test_injected_faults_are_counted_by_kind(server, tmp_path, capsys):
+@CLIENTS
+def test_injected_faults_are_counted_by_kind(server, tmp_path, capsys, client):
     urls = [
         server.url("/stream?status=503"),
         server.url("/stream?status=404"),
         server.url("/stream?content_type=text/plain"),
     ]
-    code, report, err = run_load([*urls, "-c", "6", "-d", "1s", "--retries", "0"], tmp_path, capsys)
+    code, report, err = run_load([*urls, "-c", "6", "-d", "1s", "--retries", "0", "--http-client", client],
+                                 tmp_path, capsys)
     assert code == 1  # nothing could connect
     assert "no connection could be opened" in err
     kinds = report["errors"]["by_kind"]
@@ -64,9 +72,10 @@ def test_injected_faults_are_counted_by_kind(server, tmp_path, capsys):
     assert any("only 0 of the 6" in w for w in report["warnings"])
 
 
-def test_aborted_streams_count_as_truncated_and_reconnect(server, tmp_path, capsys):
+@CLIENTS
+def test_aborted_streams_count_as_truncated_and_reconnect(server, tmp_path, capsys, client):
     url = server.url("/stream?count=0&rate=50&abort_every=10&retry=20")
-    code, report, _ = run_load([url, "-c", "2", "-d", "1.5s"], tmp_path, capsys)
+    code, report, _ = run_load([url, "-c", "2", "-d", "1.5s", "--http-client", client], tmp_path, capsys)
     assert code == 0
     kinds = report["errors"]["by_kind"]
     assert set(kinds) == {"truncated"} and kinds["truncated"] >= 2

@@ -37,6 +37,16 @@ def test_not_given_is_none_and_defaults_apply_in_one_place():
     assert options("--mode", "requests", "--ramp-up", "0s").ramp_up == 0.0  # request mode ramps too
 
 
+def test_the_stream_client_is_lean_unless_asked_and_only_in_streams_mode():
+    assert options().client_kind == "lean" and options("--http-client", "aiohttp").client_kind == "aiohttp"
+    from fanin.load.streams_command import stream_plans
+
+    assert {p.http_client for p in stream_plans(options("--http-client", "aiohttp", "-c", "4", "--workers", "2"))} \
+        == {"aiohttp"}
+    with pytest.raises(UsageError, match="--http-client is for --mode streams"):
+        options("--mode", "requests", "--http-client", "lean")
+
+
 def test_options_of_the_other_mode_are_refused_not_ignored():
     with pytest.raises(UsageError, match=r"^--seed needs --mode requests$"):
         options("--seed", "1")

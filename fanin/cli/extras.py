@@ -16,7 +16,7 @@ __all__ = ["EXTRA_MODULES", "missing_modules", "check_command", "check_extras"]
 
 # extra -> the import names it provides that a command cannot run without (uvloop is a
 # speed-up only: runloop falls back to asyncio without it)
-EXTRA_MODULES = {"cli": ("rich",), "load": ("rich", "hdrh")}
+EXTRA_MODULES = {"cli": ("rich",), "load": ("rich", "hdrh", "httptools")}
 
 
 def missing_modules(extra: str) -> list[str]:

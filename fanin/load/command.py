@@ -27,6 +27,7 @@ from fanin.extract import parse_path
 __all__ = ["add_load_arguments", "run_load"]
 
 LATENCY_UNITS = ("auto", "s", "ms", "us", "ns")
+HTTP_CLIENTS = ("lean", "aiohttp")  # streams mode (fanin/load/lean_http.py); lean is the default
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +57,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     req = add_request_arguments(parser, body_flags=("--body",), json_flag="--json-body")
     req.add_argument("--timeout", default=None, help="connect timeout (default 30s)")
     req.add_argument("--idle-timeout", default=None, help="reconnect a stream silent for this long")
+    req.add_argument("--http-client", choices=HTTP_CLIENTS, default=None,
+                     help="streams mode: lean (default: about half the memory per stream and faster opening) "
+                          "or aiohttp (the engine's own client, as `fanin stream` uses)")
     add_reconnect_arguments(req)  # worded as in `fanin stream` (streams mode only)
     parser.set_defaults(retries=None, reconnect=None)  # None = not given: request mode refuses them
     out = parser.add_argument_group("measurement and output")
@@ -165,6 +169,7 @@ def options_from_args(args: argparse.Namespace):
         seq_ids=args.seq_ids,
         seq_field=_path(args.seq_field, "--seq-field"),
         seq_field_text=args.seq_field,
+        http_client=args.http_client,
         json=args.json,
         html=args.html,
         thresholds=tuple(parse_threshold(t) for t in args.threshold),

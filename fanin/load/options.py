@@ -28,6 +28,7 @@ DEFAULT_RECONNECT = "error"
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 DEFAULT_MAX_IN_FLIGHT = 1000
 DEFAULT_GRACE_S = 30.0
+DEFAULT_HTTP_CLIENT = "lean"
 DEFAULT_ATTAINMENT = 0.9
 
 
@@ -59,6 +60,7 @@ class LoadOptions:
     seq_ids: bool = False
     seq_field: tuple[str, ...] | None = None
     seq_field_text: str | None = None
+    http_client: str | None = None  # streams mode: lean (default) or aiohttp (lean_http.py)
     # request mode
     limit: int | None = None  # -n/--requests
     request_rate: float | None = None
@@ -119,6 +121,10 @@ class LoadOptions:
         """Processes to run (streams mode: never more than the connections)."""
         workers = self.workers or 1
         return min(workers, self.users) if self.mode == "streams" else workers
+
+    @property
+    def client_kind(self) -> str:
+        return self.http_client or DEFAULT_HTTP_CLIENT
 
     @property
     def warmup_s(self) -> float:
@@ -241,6 +247,8 @@ class LoadOptions:
                              "once and counts a failure as a failed request")
         if self.rate is not None:
             raise UsageError("--rate is for --mode streams; use -c or --request-rate")
+        if self.http_client is not None:
+            raise UsageError("--http-client is for --mode streams (request mode reads its answers with aiohttp)")
         self._check_parity()
         if self.sweep and self.sweep[0] == "concurrency" and self.request_rate is not None:
             raise UsageError("--sweep concurrency=... runs closed-loop steps; drop --request-rate")

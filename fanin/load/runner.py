@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fanin.load.kinds import LoadFailure
+from fanin.load.lean_http import LeanSession
 from fanin.measure.loss import LossTracker
 from fanin.load.result import ALL_FAILED, RunResult, Window
 from fanin.measure.metrics import LoadMetrics, record_corrected
@@ -43,6 +44,7 @@ class LoadPlan:
     tick_s: float = TICK_S  # event-loop lag probe interval
     sequence: str | None = None  # delivery accounting: "id", "data PATH", or None (off)
     seq_field: tuple[str, ...] | None = None  # the path with "data PATH"
+    http_client: str = "lean"  # lean (fanin.load.lean_http) or aiohttp (the engine's session)
 
 
 class LoadRunner:
@@ -64,27 +66,39 @@ class LoadRunner:
         self.window = {"from_s": 0.0, "events": 0, "bytes": 0}  # counts at the start of the measured window
         self._gc_done = False
         self._last_start = max(plan.start_offsets, default=0.0)
+        self._shown = [(r.secrets, r.display_url) for r in plan.requests]  # once per request, not per stream
+        self._slots_left = len(plan.slots)
+        self._all_slots_done = asyncio.Event()
 
     def stop(self, interrupted: bool = False) -> None:
         self._stop.set()
 
     async def _slot(self, session, slot: int, delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        request = self.plan.requests[slot % len(self.plan.requests)]
-        while not self.stopping:
-            if self.loss is not None:
-                self.loss.new_stream(slot)
-            stream = SSEStream(session, slot, request, self.plan.config, self.observer, open_gate=self._open_gate)
-            try:
-                report = await stream.run(self.observer.deliver)
-            except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
-                message = stream.secrets.scrub(f"load client error: {exc.__class__.__name__}: {exc}")
-                self.observer.on_failure(slot, LoadFailure.CLIENT, message)
-                self.observer.on_end(slot, "failed")
-                return
-            if report.status != "completed" or report.events == 0:
-                return  # failed for good, or a clean end with nothing (e.g. 204): leave the slot empty
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            index = slot % len(self.plan.requests)
+            request, shown = self.plan.requests[index], self._shown[index]
+            while not self.stopping:
+                if self.loss is not None:
+                    self.loss.new_stream(slot)
+                stream = SSEStream(session, slot, request, self.plan.config, self.observer,
+                                   open_gate=self._open_gate, shown=shown)
+                try:
+                    report = await stream.run(self.observer.deliver)
+                except Exception as exc:  # a bug, not a server fault: count it rather than lose the slot silently
+                    message = stream.secrets.scrub(f"load client error: {exc.__class__.__name__}: {exc}")
+                    self.observer.on_failure(slot, LoadFailure.CLIENT, message)
+                    self.observer.on_end(slot, "failed")
+                    return
+                if report.status != "completed" or report.events == 0:
+                    return  # failed for good, or a clean end with nothing (e.g. 204): leave the slot empty
+        finally:
+            # Counted here rather than by waiting on every task: asyncio.wait() would hang a
+            # callback list on each of 100,000 tasks.
+            self._slots_left -= 1
+            if not self._slots_left:
+                self._all_slots_done.set()
 
     async def _ticker(self, start: float) -> None:
         loop = asyncio.get_running_loop()
@@ -132,7 +146,7 @@ class LoadRunner:
         without any stream having opened (a URL that cannot open: waiting is pointless)."""
         loop = asyncio.get_running_loop()
         stop_wait = asyncio.ensure_future(self._stop.wait())
-        slots_done = asyncio.ensure_future(asyncio.wait(tasks)) if tasks else None
+        slots_done = asyncio.ensure_future(self._all_slots_done.wait()) if tasks else None
         waits = [stop_wait] + ([slots_done] if slots_done else [])
         try:
             while True:
@@ -157,7 +171,7 @@ class LoadRunner:
     async def run(self) -> RunResult:
         plan = self.plan
         loop = asyncio.get_running_loop()
-        session = make_load_session()
+        session = LeanSession() if plan.http_client == "lean" else make_load_session()
         # Like FanIn: at most OPENING_AT_ONCE requests wait for their response headers at
         # once. 100,000 requests in flight together leave the allocator at their peak.
         self._open_gate = asyncio.Semaphore(OPENING_AT_ONCE)

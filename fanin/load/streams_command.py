@@ -80,7 +80,7 @@ def stream_plans(options: LoadOptions) -> list:
             requests=list(options.requests), config=config, slots=slots,
             start_offsets=[offsets[s] for s in slots], total_slots=total, duration=duration,
             latency_path=options.latency_field, latency_unit=options.latency_unit, warmup=options.warmup_s,
-            sequence=options.sequence, seq_field=options.seq_field,
+            sequence=options.sequence, seq_field=options.seq_field, http_client=options.client_kind,
         ))
     return plans
 
@@ -102,6 +102,7 @@ def _settings(options: LoadOptions) -> dict[str, Any]:
         "latency_unit": options.latency_unit,
         "warmup_s": options.warmup_s,
         "sequence": options.sequence,
+        "http_client": options.client_kind,
     }
 
 
