@@ -15,9 +15,12 @@ C100K: `--load 100000` instead holds that many streams with `fanin load` itself:
 worker i mod K and URL i mod K, so each worker talks to one server address and has that
 address's whole ephemeral port range). Reports the client's RSS per stream (from the JSON
 report), each server's RSS growth per stream (psutil), open streams, events/s and the
-client's loop lag p99 after the warm-up. Writes benchmarks/results/scale_load.json.
+client's loop lag p99 after the warm-up, and when every stream was open (from the report's
+per-second timeline). Writes benchmarks/results/scale_load.json (each run appended to its
+`runs`, so three runs stay side by side).
 
-    .venv/bin/python benchmarks/scale.py --load 100000 [--per-server 16667] [--seconds 30]"""
+    .venv/bin/python benchmarks/scale.py --load 100000 [--per-server 16667] [--seconds 30]
+        [--open-timeout 60] [--http-client lean|aiohttp]"""
 
 from __future__ import annotations
 
@@ -166,7 +169,8 @@ def load_main(opts: argparse.Namespace) -> int:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         warmup = opts.open_timeout
         cmd = [*fanin, "load", *urls, "-c", str(total), "--workers", str(servers), "--warmup", f"{warmup:g}s",
-               "-d", f"{warmup + opts.seconds:g}s", "--timeout", f"{warmup:g}s", "--latency-field", "ts", "--no-progress", "--json", str(report_path)]
+               "-d", f"{warmup + opts.seconds:g}s", "--timeout", f"{warmup:g}s", "--latency-field", "ts", "--no-progress", "--json", str(report_path),
+               "--http-client", opts.http_client]
         held: list[int] = []
 
         def server_rss() -> None:
@@ -186,7 +190,11 @@ def load_main(opts: argparse.Namespace) -> int:
         for p in procs:
             p.wait(timeout=30)
     active = report["connections"]["active_at_end"]
+    all_open = next((r["t_s"] for r in report["timeline"] if r["active"] >= total), None)
     row = {
+        "http_client": opts.http_client,
+        "open_timeout_s": opts.open_timeout,
+        "all_open_after_s": all_open,
         "streams": total,
         "servers": servers,
         "workers": report["client"]["workers"],
@@ -204,8 +212,11 @@ def load_main(opts: argparse.Namespace) -> int:
         "exit_status": client.returncode,
     }
     print(orjson.dumps(row, option=orjson.OPT_INDENT_2).decode())
-    payload = {"benchmark": "scale_load", "command": "python benchmarks/scale.py " + " ".join(sys.argv[1:]),
-               "machine": machine(), "results": [row]}
+    row["command"] = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
+    row["machine"] = machine()
+    previous = RESULTS / "scale_load.json"
+    runs = orjson.loads(previous.read_bytes()).get("runs", []) if previous.exists() and opts.append else []
+    payload = {"benchmark": "scale_load", "runs": [*runs, row]}
     save_json("scale_load", payload)
     return 0
 
@@ -219,6 +230,8 @@ def main() -> int:
     ap.add_argument("--load", type=int, default=None, metavar="N",
                     help="C100K: hold N streams with fanin load over several servers instead")
     ap.add_argument("--per-server", type=int, default=16667, help="streams per server process and address (--load)")
+    ap.add_argument("--http-client", choices=("lean", "aiohttp"), default="lean", help="fanin load's stream client (--load)")
+    ap.add_argument("--append", action="store_true", help="add this run to scale_load.json's runs (--load)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     opts = ap.parse_args()
