@@ -101,7 +101,7 @@ async def test_a_head_without_bounds_is_refused(case):
         else:
             writer.write(b"X-Big: " + b"v" * (MAX_HEADER_BYTES + 1) + b"\r\n")
         await writer.drain()
-        await asyncio.sleep(5)  # never ends the head: the client must not wait for it
+        await reader.read()  # never ends the head: holds the connection until the client gives up
 
     async with raw_server(script) as (port, _):
         async with asyncio.timeout(4):
@@ -197,3 +197,45 @@ async def test_a_cut_body_is_a_payload_error_after_the_bytes_that_came():
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
         await session.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl, as the OS ships it)."""
+    import subprocess
+
+    where = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(where / "key.pem"),
+                    "-out", str(where / "cert.pem")], check=True, capture_output=True, timeout=60)
+    return where / "cert.pem", where / "key.pem"
+
+
+async def test_https_is_verified_like_aiohttp_and_streams_once_trusted(tls_files, monkeypatch):
+    import ssl
+
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def handle(reader, writer):
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(SSE_HEAD + b"Content-Length: 11\r\n\r\ndata: one\n\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        for factory in (LeanSession, None):  # an unknown certificate fails both clients the same way
+            fan = FanIn([Request(url)], StreamConfig(retries=0), connector_factory=factory)
+            async with asyncio.timeout(20), contextlib.aclosing(fan.stream()) as items:
+                assert [i async for i in items if isinstance(i, Event)] == []
+            assert fan.summary.sources[0].kind == "tls", fan.summary.sources[0].error
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted, as any CA the system has
+        events, report = await fan_in(url, retries=0)
+        assert events == ["one"] and report.status == "completed"
+    finally:
+        server.close()
+        await server.wait_closed()
