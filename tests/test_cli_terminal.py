@@ -88,3 +88,22 @@ def test_the_demo_fits_80_columns_on_a_terminal():
     assert max(len(line) for line in plain.splitlines()) <= 80, plain
     assert "reconnecting (attempt 2 of 4)" in plain.replace("\n", " ")
     assert re.search(r"^ *2 +completed +45 +3 +http://127\.0\.0\.1:", plain, re.M), plain
+
+
+def test_control_characters_from_a_server_never_reach_the_terminal_raw(sse_server):
+    """An event could otherwise recolour the terminal, retitle its window or hide a line
+    (OSC, CSI, CR). On a terminal they are written out as \\xNN; piped, the data is exact."""
+    import base64
+
+    body = ("event: x\x1b[8m\nid: 7\x07\ndata: title\x1b]0;pwned\x07 red\x1b[31m\x9b2J end\n\n").encode()
+    url = sse_server.url("/raw?content_type=text/event-stream&b64=" + base64.urlsafe_b64encode(body).decode())
+    shown = "title\\x1b]0;pwned\\x07 red\\x1b[31m\\x9b2J end"
+    for fmt in ("text", "pretty"):
+        status, screen = run_in_pty([*FANIN, "stream", url, "--format", fmt, "--reconnect", "never"],
+                                    env=ENV, cwd=ROOT)
+        assert status == 0, screen
+        assert "pwned\x07" not in screen and "\x1b]0;" not in screen and "\x9b" not in screen, repr(screen)
+        assert shown in ANSI.sub("", screen).replace("\n", ""), repr(screen)
+    piped = subprocess.run([*FANIN, "stream", url, "--format", "text", "--reconnect", "never"],
+                           capture_output=True, env=ENV, cwd=ROOT, timeout=60)
+    assert piped.stdout == "title\x1b]0;pwned\x07 red\x1b[31m\x9b2J end\n".encode()

@@ -94,3 +94,12 @@ def test_bad_input_is_one_line_exit_2(reports, tmp_path):
         assert done.returncode == 2, (argv, done.stdout, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fanin: error: ") and "Traceback" not in done.stderr
+
+
+def test_compare_help_is_its_own(capsys):
+    from fanin.cli.main import main as fanin_main
+
+    assert fanin_main(["load", "compare", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fanin load compare [-h] [--threshold EXPR] [--json FILE] REPORT REPORT")
+    assert "--connections" not in out and "Exit status: 0 no threshold breached" in out

@@ -18,6 +18,17 @@ __all__ = ["is_terminal", "terminal_width", "make_console", "shorten_middle", "s
 DEFAULT_WIDTH = 80
 
 
+# C0 controls but tab and line feed, DEL, and C1: what a server could use to drive the
+# terminal (colours, cursor moves, window titles, OSC 8 links), shown as \xNN instead.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """Text from a server as a terminal may show it: control characters written out, so
+    an event cannot recolour, move the cursor, retitle the window or hide what came before."""
+    return text.translate(_CONTROLS)
+
+
 def is_terminal(fd: int) -> bool:
     try:
         return os.isatty(fd)
@@ -68,6 +79,7 @@ _LONG_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]{%d,}" % (URL_IN_ERRO
 def shown_error(text: str) -> str:
     """An error message for stderr or the screen, every long URL in it (up to 8 KiB, the
     URL lists' bound) shortened in its middle, never echoed whole. ndjson keeps its fields whole."""
+    text = visible(text)
     if len(text) <= URL_IN_ERROR:
         return text
     return _LONG_URL.sub(lambda m: shorten_middle(m.group(0), URL_IN_ERROR), text)

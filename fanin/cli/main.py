@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"fanin: error: {exc}", file=sys.stderr)
         return 2
+    if command == "load" and argv[argv.index("load") + 1:][:1] == ["compare"] and ("-h" in argv or "--help" in argv):
+        from fanin.load.compare import print_compare_help
+
+        print_compare_help()
+        return 0
     parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -24,7 +24,7 @@ from fanin.events import Batch, SourceError, Summary, dumps, format_wall_ns
 from fanin.extract import text_at
 from fanin.stream import StreamObserver
 
-from .console import is_terminal, make_console, shorten_middle, shown_error, terminal_width
+from .console import is_terminal, make_console, shorten_middle, shown_error, terminal_width, visible
 from .sink import TextSink, stdout_sink
 
 __all__ = ["make_writer", "Writer", "OutputError", "output_errors"]
@@ -169,9 +169,11 @@ class ExtractFlow:
 
 class TextWriter:
     """Each event's data on its own line (prefixed `[source]` when there are several
-    sources); errors and the summary go to stderr so stdout is just the data."""
+    sources); errors and the summary go to stderr so stdout is just the data. On a terminal
+    control characters are written out (`visible`); into a pipe or file the data is exact."""
 
     def __init__(self, n_sources: int, out=None, *, extract: tuple[str, ...] | None = None) -> None:
+        self.on_terminal = out is None and is_terminal(1)
         self.out = TextSink(out or stdout_sink())
         self.prefixed = n_sources > 1
         self.flow = ExtractFlow(extract, n_sources) if extract else None
@@ -202,7 +204,7 @@ class TextWriter:
     def _write(self, lines: list[str]) -> None:
         text = "".join(lines)
         if text:
-            self.out.write(text)
+            self.out.write(visible(text) if self.on_terminal else text)
 
     def summary(self, summary: Summary) -> None:
         self._end_line([])
@@ -284,7 +286,8 @@ class PrettyWriter(StreamObserver):
             from rich.text import Text
 
             colour = _SOURCE_COLOURS[batch.source % len(_SOURCE_COLOURS)]
-            self.console.print(Text(text, style=colour if self.flow.prefixed else ""), end="", soft_wrap=True)
+            self.console.print(Text(visible(text), style=colour if self.flow.prefixed else ""), end="",
+                               soft_wrap=True)
         else:
             self._write(text)
 
@@ -297,13 +300,13 @@ class PrettyWriter(StreamObserver):
         line.append(f" #{item.event_number:<5}", style="dim")
         line.append(f" [{item.source}]", style=f"bold {colour}")
         if item.event_type != "message":
-            line.append(f" {item.event_type}", style=colour)
+            line.append(f" {visible(item.event_type)}", style=colour)
         if item.event_id:
-            line.append(f" id={item.event_id}", style="dim")
+            line.append(f" id={visible(item.event_id)}", style="dim")
         if item.late:
             line.append(" late", style="bold yellow")
         line.append("  ")
-        line.append(item.data)
+        line.append(visible(item.data))  # piped too: pretty is for people
         self._print(line)
 
     # ------------------------------------------------------------------ observer

@@ -24,7 +24,7 @@ from fanin.cli.durations import parse_duration
 from fanin.errors import UsageError
 
 __all__ = ["CompareThreshold", "parse_compare_threshold", "metric_value", "compare_reports", "render",
-           "run_compare"]
+           "run_compare", "print_compare_help"]
 
 _EXPR = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(<=|>=|<|>)\s*(\S.*?)\s*$")
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
@@ -248,3 +248,19 @@ def run_compare(files: list[str], *, thresholds: list[str], json_path: str | Non
     out.write(render(doc, files[0], files[1]))
     out.flush()
     return 0 if doc["passed"] else 1
+
+
+def print_compare_help() -> None:
+    """`fanin load compare --help`: its own usage (its arguments are parsed by `fanin load`'s)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="fanin load compare", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0].replace("`", ""),
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]).replace("`", "") +
+               "\n\nExit status: 0 no threshold breached, 1 one was, 2 bad usage.")
+    parser.add_argument("reports", nargs=2, metavar="REPORT", help="two `fanin load --json` reports: A (the baseline), then B")
+    parser.add_argument("--threshold", action="append", metavar="EXPR",
+                        help="e.g. 'p99_ttft<+10%%', 'errors<=+0', 'p99_ttft<500ms' (repeatable)")
+    parser.add_argument("--json", metavar="FILE", help="also write the comparison as JSON ('-' for stdout)")
+    parser.print_help()
