@@ -23,7 +23,10 @@ def slow_headers_app(seen: dict) -> web.Application:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b"id: 1\ndata: x\n\n")
-        await asyncio.sleep(30)
+        for _ in range(300):  # held open until the client goes (the server's shutdown waits for handlers)
+            if request.transport is None or request.transport.is_closing():
+                break
+            await asyncio.sleep(0.1)
         return resp
 
     app = web.Application()
