@@ -42,6 +42,14 @@ async def raw_server(script: Script) -> AsyncIterator[tuple[int, list[bytes]]]:
                 await server.wait_closed()
 
 
+def replies(raw: bytes) -> Script:
+    """A server script that answers every request with `raw`, then closes."""
+    async def script(reader, writer, head):
+        writer.write(raw)
+        await writer.drain()
+    return script
+
+
 async def fan_in(url: str, **config) -> tuple[list[str], object]:
     fan = FanIn([Request(url)], StreamConfig(default_retry_ms=10, max_backoff=0.05, **config),
                 connector_factory=LeanSession)
@@ -75,12 +83,9 @@ async def test_the_request_is_what_the_engine_asked_for():
 
 
 async def test_interim_responses_are_skipped_and_repeated_headers_joined():
-    async def script(reader, writer, head):
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    script = replies(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
                      b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: identity\r\n"
                      b"Content-Encoding: identity\r\nX-Dropped: 1\r\n\r\ndata: one\n\n")
-        await writer.drain()
-
     async with raw_server(script) as (port, _):
         session = LeanSession()
         resp = await session.request("GET", f"http://127.0.0.1:{port}/")
@@ -136,11 +141,7 @@ async def test_a_refused_port_is_refused_and_a_bad_name_a_network_error():
 
 
 async def test_a_name_is_resolved_once_for_every_stream():
-    async def script(reader, writer, head):
-        writer.write(SSE_HEAD + b"\r\ndata: x\n\n")
-        await writer.drain()
-
-    async with raw_server(script) as (port, heads):
+    async with raw_server(replies(SSE_HEAD + b"\r\ndata: x\n\n")) as (port, heads):
         session = LeanSession()
         calls = []
         real = session.loop.getaddrinfo
@@ -185,11 +186,7 @@ async def test_a_consumer_that_does_not_read_pauses_the_connection_and_loses_not
 
 
 async def test_a_cut_body_is_a_payload_error_after_the_bytes_that_came():
-    async def script(reader, writer, head):
-        writer.write(SSE_HEAD + b"Content-Length: 100\r\n\r\ndata: one\n\n")
-        await writer.drain()
-
-    async with raw_server(script) as (port, _):
+    async with raw_server(replies(SSE_HEAD + b"Content-Length: 100\r\n\r\ndata: one\n\n")) as (port, _):
         session = LeanSession()
         resp = await session.request("GET", f"http://127.0.0.1:{port}/")
         assert resp.content_length == 100
