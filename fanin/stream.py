@@ -177,7 +177,10 @@ class SSEStream:
         self.open_gate = open_gate or contextlib.nullcontext()
         # The boundary: every text this source makes passes secrets.scrub. `shown` is
         # (request.secrets, request.display_url) made once for the many streams of one request.
-        self.secrets, self.url = shown or (request.secrets, request.display_url)
+        if shown is None:
+            secrets = request.secrets
+            shown = (secrets, secrets.display_url(request.url))
+        self.secrets, self.url = shown
         self.report = SourceReport(source, self.url)
         self.stopped_by_stop_on = False
         self.parser = SSEParser(last_event_id=config.last_event_id, max_line_size=config.max_line_size,

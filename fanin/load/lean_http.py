@@ -74,8 +74,8 @@ class LeanResponse(asyncio.Protocol):
     the `read` / `read_nowait` an `aiohttp.StreamReader` has. The response is its own
     `content`."""
 
-    __slots__ = ("transport", "_parser", "status", "reason", "headers", "_head_bytes", "_head_count", "_head", "_buffer", "_waiter", "_exception", "_eof", "_paused", "_session",
-                 "__weakref__")
+    __slots__ = ("transport", "_parser", "status", "reason", "headers", "_head_bytes", "_head_count", "_head",
+                 "_buffer", "_waiter", "_exception", "_eof", "_paused", "_session", "__weakref__")
 
     def __init__(self, session: LeanSession) -> None:
         self._session = session
