@@ -103,3 +103,4 @@ def test_compare_help_is_its_own(capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: fanin load compare [-h] [--threshold EXPR] [--json FILE] REPORT REPORT")
     assert "--connections" not in out and "Exit status: 0 no threshold breached" in out
+    assert max(len(line) for line in out.splitlines()) <= 80 and "\n\nMetrics are" in out

@@ -5,6 +5,7 @@ Thresholds (`--threshold`, repeatable) judge B against A or on its own:
 - a relative change: `p99_ttft<+10%` (B at most 10 % above A), `tokens_per_s>-5%`;
 - an absolute change: `p99_itl<+2ms`, `errors<=+0`;
 - an absolute bound on B: `p99_ttft<500ms`, `error_rate<1%`.
+
 Metrics are `--threshold`'s (STAT_METRIC such as p99_ttft, or counts such as requests_per_s),
 any percentile a report holds (`p99.9_ttft` with `--percentiles`) and per-user speed
 (`p50_user_tps`). A metric missing from either report breaches its threshold: a gate never
@@ -250,15 +251,29 @@ def run_compare(files: list[str], *, thresholds: list[str], json_path: str | Non
     return 0 if doc["passed"] else 1
 
 
+def _fill(text: str, width: int = 78) -> str:
+    """The docstring's paragraphs and `- ` items re-wrapped to `width` (help fits 80 columns)."""
+    import textwrap
+
+    blocks: list[str] = []
+    for line in text.replace("`", "").splitlines():
+        if line.startswith("- ") or not blocks or not line.strip() or not blocks[-1].strip():
+            blocks.append(line)
+        else:
+            blocks[-1] += " " + line.strip()
+    return "\n".join(textwrap.fill(b, width, subsequent_indent="  " if b.startswith("- ") else "") if b.strip() else ""
+                     for b in blocks)
+
+
 def print_compare_help() -> None:
     """`fanin load compare --help`: its own usage (its arguments are parsed by `fanin load`'s)."""
     import argparse
 
+    head, _, rest = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(
         prog="fanin load compare", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n")[0].replace("`", ""),
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]).replace("`", "") +
-               "\n\nExit status: 0 no threshold breached, 1 one was, 2 bad usage.")
+        description=_fill(head),
+        epilog=_fill(rest) + "\n\nExit status: 0 no threshold breached, 1 one was, 2 bad usage.")
     parser.add_argument("reports", nargs=2, metavar="REPORT", help="two `fanin load --json` reports: A (the baseline), then B")
     parser.add_argument("--threshold", action="append", metavar="EXPR",
                         help="e.g. 'p99_ttft<+10%%', 'errors<=+0', 'p99_ttft<500ms' (repeatable)")
