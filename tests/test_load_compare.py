@@ -96,8 +96,8 @@ def test_bad_input_is_one_line_exit_2(reports, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("fanin: error: ") and "Traceback" not in done.stderr
 
 
-def test_compare_help_is_its_own(capsys):
-    from fanin.cli.main import main as fanin_main
+def test_compare_help_is_its_own(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
 
     assert fanin_main(["load", "compare", "--help"]) == 0
     out = capsys.readouterr().out
