@@ -110,8 +110,6 @@ class LeanResponse(asyncio.Protocol):
             self.transport = None
         self._session._open.discard(self)
 
-    close = release
-
     async def read(self, n: int = -1) -> bytes:
         """Up to n bytes of the body (all that is buffered for -1); b"" at its end. Bytes
         already received come back before a failure is raised."""
@@ -255,7 +253,6 @@ class LeanSession:
         self._resolved: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._resolving: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self._tls: ssl.SSLContext | None = None
-        self.closed = False
 
     async def request(self, method: str, url: URL | str, *, params: Iterable[tuple[str, str]] | None = None,
                       headers: dict[str, str] | None = None, data: bytes | None = None, **_aiohttp_only: Any,
@@ -288,7 +285,6 @@ class LeanSession:
         return response
 
     async def close(self) -> None:
-        self.closed = True
         for response in list(self._open):
             response.release()
 
